@@ -1,0 +1,222 @@
+"""The one typed settings model of s3cache and how it is loaded.
+
+Precedence, lowest first: built-in defaults, a TOML file (``--config``), ``S3CACHE_<SECTION>_<FIELD>``
+environment variables, then explicit overrides (CLI flags). Every numeric field carries its unit in
+its name; byte sizes also accept ``K``/``M``/``G``/``T`` suffixes (powers of 1024, ``KiB`` spelling too).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "S3CACHE_"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot be used; the message is one line naming the key."""
+
+
+def parse_size(value: object) -> object:
+    """``"64M"``, ``"4 MiB"``, ``"1g"`` or an int -> bytes; anything else is left for validation."""
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise ValueError(f"not a size: {value!r} (use bytes or a K/M/G/T suffix)")
+        number, unit = match.groups()
+        return int(float(number) * _SIZE_UNITS[unit.lower()])
+    return value
+
+
+Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(29998, ge=0, le=65535, description="TCP port (Alluxio's S3 port); 0 picks a free one.")
+    processes: int = Field(1, ge=1, le=64, description="uvicorn worker processes; one per core is the sweet spot.")
+    region: str = Field("us-east-1", description="Region reported by GetBucketLocation and x-amz-bucket-region.")
+    keepalive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive timeout of client connections.")
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Field(Path("data"), description="Directory under storage: each sub-directory is a bucket.")
+    fsync: bool = Field(False, description="fsync objects before they are renamed into place (durability vs. speed).")
+
+
+class OriginSettings(_Section):
+    endpoint: str | None = Field(None, description="S3 origin URL (http://host:port); unset = no origin, the "
+                                 "directory under storage serves every bucket.")
+    region: str = Field("us-east-1", description="Region the origin's requests are signed for.")
+    access_key_id: str | None = Field(None, description="Origin credentials; unset = AWS_ACCESS_KEY_ID / "
+                                      "AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the shared credentials file.")
+    secret_access_key: str | None = Field(None, description="Secret for access_key_id.")
+    profile: str | None = Field(None, description="Profile of the shared credentials file (default: AWS_PROFILE "
+                                "or 'default').")
+    addressing_style: Literal["path", "virtual"] = Field("path", description="path: host/bucket/key; virtual: "
+                                                         "bucket.host/key.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout of origin requests.")
+    read_timeout_s: float = Field(60.0, gt=0, description="Read timeout of origin requests.")
+    retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling).")
+    max_connections: int = Field(64, ge=1, description="Pooled connections to the origin.")
+
+
+class MountSettings(_Section):
+    bucket: str = Field(description="Bucket name clients use.")
+    uri: str = Field(description="s3://origin-bucket[/prefix] (through [origin]) or file:///directory.")
+    mode: Literal["read-write", "read-only", "write-only"] = Field("read-write", description="Access mode.")
+    users: list[str] | None = Field(None, description="Users allowed (access keys); unset = everyone.")
+
+
+class CacheSettings(_Section):
+    cache_dir: Path = Field(Path(".s3cache-blocks"), description="Local directory for cached blocks.")
+    capacity_bytes: Bytes = Field(10 << 30, description="Upper bound of cached bytes on this worker; 0 = gateway.")
+    block_size_bytes: Bytes = Field(4 << 20, ge=64 << 10, le=64 << 20, description="Size of a cache block (64K-64M).")
+    eviction: Literal["lru", "s3fifo"] = Field("s3fifo", description="Eviction policy of the block store: "
+                                               "s3fifo (default: beat LRU on every skewed trace measured) or lru.")
+    metadata_ttl_s: float = Field(60.0, ge=0, description="How long object metadata from the origin is trusted: "
+                                  "changes made directly at the origin show after this.")
+    list_ttl_s: float = Field(0.0, ge=0, description="Cache listings this long (0 = off: every listing asks the origin).")
+    readahead_blocks: int = Field(2, ge=0, le=64, description="Blocks fetched ahead of a sequential reader.")
+    max_fills: int = Field(16, ge=1, le=1024, description="Blocks fetched from the origin at once (bounds memory: "
+                           "max_fills x block size).")
+
+
+class ClusterSettings(_Section):
+    redis_url: str | None = Field(None, description="Redis for the shared placement map (redis://host:port/db); "
+                                  "unset = a standalone worker.")
+    advertise_url: str | None = Field(None, description="URL other workers and redirected clients reach this "
+                                      "worker at; default http://<host>:<port>.")
+    worker_id: str | None = Field(None, description="Stable id of this worker in the cluster; default the "
+                                  "advertised URL (a restarted worker keeps its blocks).")
+    secret: str | None = Field(None, description="Shared secret of the cluster: peers and redirect tokens are "
+                               "authenticated with it. Required with redis_url.")
+    data_path: Literal["proxy", "redirect", "auto"] = Field(
+        "proxy", description="How a read of blocks held elsewhere is served: proxy (stream them from the "
+        "holder), redirect (307 to the holder), auto (redirect clients that follow 307, proxy the rest).")
+    heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker that has not heartbeated for this long is "
+                                   "gone; heartbeats go every third of it.")
+    redirect_token_ttl_s: float = Field(60.0, gt=0, description="Lifetime of the signed token in a redirect.")
+    peer_timeout_s: float = Field(10.0, gt=0, description="Read timeout of block reads from a peer.")
+    namespace: str = Field("s3cache", description="Prefix of every Redis key: clusters may share a Redis.")
+
+
+class AuthSettings(_Section):
+    mode: Literal["simple", "sigv4"] = Field("simple", description="simple: the user is the access key a request "
+                                             "names, unchecked (Alluxio's SIMPLE); sigv4: SigV4 signatures "
+                                             "(header or presigned) are verified against [auth.users].")
+    users: dict[str, str] = Field(default_factory=dict, description="Access key -> secret key, for sigv4. "
+                                  "Pachyderm's rule (access key = secret key = the job token) is {token = token}.")
+    anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
+    max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    access_log: bool = Field(True, description="One line per request: user, operation, status, bytes, latency.")
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    origin: OriginSettings = OriginSettings()
+    cache: CacheSettings = CacheSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    auth: AuthSettings = AuthSettings()
+    log: LogSettings = LogSettings()
+    mounts: list[MountSettings] = Field(default_factory=list, description="Buckets mapped to locations: "
+                                        "[[mounts]] tables in TOML, --mount NAME=URI[,ro] on the command line.")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: info.annotation  # type: ignore[misc]
+    for name, info in Settings.model_fields.items()
+    if name != "mounts"
+}
+
+
+def env_name(section: str, field: str) -> str:
+    return f"{ENV_PREFIX}{section}_{field}".upper()
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for section, model in SECTIONS.items():
+        for field in model.model_fields:
+            value = env.get(env_name(section, field))
+            if value is not None:
+                found.setdefault(section, {})[field] = value
+    return found
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            if section == "mounts":  # a list: a later layer replaces it whole
+                merged[section] = values
+                continue
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{section}: expected a [{section}] table, got {type(values).__name__}")
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
+def _origin(loc: tuple[Any, ...], env: Mapping[str, str], overrides: Mapping[str, Any]) -> str:
+    if len(loc) < 2 or loc[0] == "mounts":
+        return ""
+    section, field = str(loc[0]), str(loc[1])
+    if field in overrides.get(section, {}):
+        return " (from the command line)"
+    if env_name(section, field) in env:
+        return f" (from {env_name(section, field)})"
+    return ""
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings; raises ConfigError with one line naming the offending key."""
+    env = env if env is not None else {}
+    overrides = {s: (f if s == "mounts" else {k: v for k, v in f.items() if v is not None})
+                 for s, f in (overrides or {}).items()}
+    file_layer: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_layer = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+    try:
+        return Settings.model_validate(_merge(file_layer, _from_env(env), overrides))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise ConfigError(f"{key}: {message}{_origin(error['loc'], env, overrides)}") from None
+
+
+def describe() -> list[tuple[str, str, object, str]]:
+    """(section, field, default, description) for every setting: the source of docs and examples."""
+    rows = []
+    for section, model in SECTIONS.items():
+        for field, info in model.model_fields.items():
+            rows.append((section, field, info.get_default(call_default_factory=True), info.description or ""))
+    return rows

@@ -1,0 +1,188 @@
+"""Composition root: builds the under storage and the S3 front from settings; the one place clients are made.
+
+Requests under ``/_s3cache/`` (probes, later metrics and peer calls) go to a small Starlette app: no
+valid bucket name contains "_", so that prefix can never shadow a bucket. Everything else is S3.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from cache.errors import S3Error
+from cache.peers import PEER_PATH
+from conf.settings import Settings
+from proxy.auth import authenticate
+from proxy.context import Context
+from proxy.errors import error_response, internal_error
+from proxy.forward import check_token, redirect
+from proxy.http import Receive, Request, Response, Scope, Send, send_response
+from proxy.metrics import Metrics
+from proxy.operations import HANDLERS, resolve
+from proxy.peer import serve_peer
+from proxy.policy import authorize
+from proxy.stores import Stack, advertised_url, build_stack
+
+ADMIN_PREFIX = "/_s3cache/"
+SETTINGS_ENV = "S3CACHE__SETTINGS_JSON"  # how `serve --processes N` hands settings to worker processes
+
+log = logging.getLogger("s3cache")
+access_log = logging.getLogger("s3cache.access")
+
+
+def _admin_app(ctx: Context, metrics: Metrics) -> Starlette:
+    async def healthz(_: StarletteRequest) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_endpoint(_: StarletteRequest) -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def status(_: StarletteRequest) -> JSONResponse:
+        return JSONResponse(status_report(ctx, metrics))
+
+    async def readyz(_: StarletteRequest) -> JSONResponse:
+        try:
+            await ctx.store.list_buckets()
+        except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
+            return JSONResponse({"status": "unavailable", "reason": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(routes=[
+        Route(ADMIN_PREFIX + "healthz", healthz),
+        Route(ADMIN_PREFIX + "readyz", readyz),
+        Route(ADMIN_PREFIX + "metrics", metrics_endpoint),
+        Route(ADMIN_PREFIX + "status", status),
+    ])
+
+
+def status_report(ctx: Context, metrics: Metrics) -> dict[str, Any]:
+    """What `s3cache status` shows: this worker, its cache, and the cluster it sees."""
+    stack = ctx.stack
+    settings = ctx.settings
+    report: dict[str, Any] = {
+        "worker": {"url": advertised_url(settings), "origin": settings.origin.endpoint,
+                   "data_dir": str(settings.storage.data_dir), "data_path": settings.cluster.data_path,
+                   "requests": sum(metrics.requests.values())},
+        "cache": stack.blocks.stats() if stack is not None and stack.blocks is not None else None,
+        "cluster": None,
+    }
+    if stack is not None and stack.registry is not None and stack.cluster is not None:
+        registry = stack.registry
+        report["worker"]["id"] = stack.cluster.worker_id
+        report["cluster"] = {"redis": registry.url, "redis_up": registry.healthy, "workers": [
+            vars(member) for member in sorted(registry.members.values(), key=lambda m: m.id)]}
+    return report
+
+
+class S3App:
+    """The ASGI application of one worker."""
+
+    def __init__(self, ctx: Context, stack: Stack | None = None) -> None:
+        self.ctx = ctx
+        self.stack = stack
+        self.metrics = Metrics(stack)
+        self.admin = _admin_app(ctx, self.metrics)
+        self.access = ctx.settings.log.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"] == PEER_PATH:
+                await serve_peer(self.ctx, scope, receive, send)
+            elif scope["path"].startswith(ADMIN_PREFIX):
+                await self.admin(scope, receive, send)  # type: ignore[arg-type]
+            else:
+                await self.s3(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    for start in self.stack.starters if self.stack else []:
+                        await start()
+                except ValueError as error:  # a setting the cluster does not accept: stop with one clear line
+                    log.error("s3cache: invalid configuration: %s", error)
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for close in self.stack.closers if self.stack else []:
+                    await close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def s3(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        head = scope["method"] == "HEAD"
+        request: Request | None = None
+        try:
+            request = Request(scope, receive)
+            landed_by_token = check_token(self.ctx, request)
+            if not landed_by_token:
+                request.user = authenticate(self.ctx.settings.auth, request.method,
+                                            (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
+                                            scope.get("query_string", b"").decode("latin-1"), request.headers,
+                                            request.query)
+            request.operation = resolve(request)
+            authorize(self.ctx.namespace, request)
+            response = await redirect(self.ctx, request, landed_by_token) or \
+                await HANDLERS[request.operation](self.ctx, request)
+        except S3Error as error:
+            response = self._error(error, scope, request, head)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            response = self._error(internal_error(), scope, request, head)
+        if (request is None or not request.body_requested) and \
+                any(name == b"expect" for name, _ in scope["headers"]):
+            # A final answer before "100 Continue": the client may or may not send the body now, so the
+            # connection's framing is unknown and it must not be reused (RFC 9110 10.1.1).
+            response.headers["connection"] = "close"
+        request_id = request.request_id if request is not None else "0"
+        status = response.status
+        try:
+            await send_response(send, response, request_id, head)
+        except S3Error as error:
+            log.warning("stream of %s aborted: %s", scope["path"], error)
+            status = error.status
+            raise
+        except OSError as error:
+            log.info("client went away during %s: %s", scope["path"], error)
+        finally:
+            size = 0 if head else response.size
+            self.metrics.observe(request.operation if request else "-", status, size, time.perf_counter() - started)
+            if self.access:
+                self._log(request, scope, status, size, started)
+
+    def _error(self, error: S3Error, scope: Scope, request: Request | None, head: bool) -> Response:
+        resource = scope["path"]
+        return error_response(error, resource, request.request_id if request else "0", head)
+
+    def _log(self, request: Request | None, scope: Scope, status: int, size: int, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if request is None:
+            access_log.info("- - - %r %d %d %.2fms", scope["path"], status, size, elapsed_ms)
+            return
+        access_log.info("%s %s %s %r %d %d %.2fms", request.user or "anonymous", request.operation,
+                        request.bucket or "-", request.key, status, size, elapsed_ms)
+
+
+def build_app(settings: Settings) -> S3App:
+    stack = build_stack(settings)
+    return S3App(Context(store=stack.store, settings=settings, namespace=stack.namespace, stack=stack), stack)
+
+
+def app_from_env() -> S3App:
+    """uvicorn factory for multi-process serving: settings arrive as JSON in the environment."""
+    raw: dict[str, Any] = json.loads(os.environ[SETTINGS_ENV])
+    return build_app(Settings.model_validate(raw))

@@ -1,0 +1,78 @@
+"""SIMPLE authentication: who the caller says they are, read from any S3 credential form, unverified.
+
+The access key is the user: from a SigV4 ``Authorization`` header (``Credential=<user>/...``), a SigV4
+presigned URL (``X-Amz-Credential``), a SigV2 header (``AWS <user>:<signature>``) or a SigV2 presigned
+URL (``AWSAccessKeyId``). No credentials at all is the anonymous user (None). Signatures are not
+checked in this mode: it names users for access rules and logs, as Alluxio's SIMPLE mode does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cache.errors import S3Error
+from conf.settings import AuthSettings
+from proxy.sigv4verify import verify
+
+_SIGV4 = "AWS4-HMAC-SHA256"
+_SIGV2 = "AWS "
+
+
+def _malformed(message: str) -> S3Error:
+    return S3Error("AuthorizationHeaderMalformed", message)
+
+
+def _access_key_of_credential(credential: str) -> str | None:
+    """``AKID/20260101/us-east-1/s3/aws4_request`` -> ``AKID``; None when not of that shape."""
+    parts = credential.strip().split("/")
+    if len(parts) != 5 or not parts[0] or parts[4] != "aws4_request":
+        return None
+    return parts[0]
+
+
+def user_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        if authorization.startswith(_SIGV4):
+            fields = {}
+            for item in authorization[len(_SIGV4):].split(","):
+                name, sep, value = item.strip().partition("=")
+                if sep:
+                    fields[name] = value
+            if "Credential" not in fields or "Signature" not in fields:
+                raise _malformed("The authorization header is malformed; it must name a Credential and a Signature.")
+            user = _access_key_of_credential(fields["Credential"])
+            if user is None:
+                raise _malformed("The authorization header is malformed; the Credential is mal-formed; expecting "
+                                 '"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".')
+            return user
+        if authorization.startswith(_SIGV2):
+            user, sep, signature = authorization[len(_SIGV2):].partition(":")
+            if not sep or not user.strip() or not signature:
+                raise _malformed("The authorization header is malformed; expecting \"AWS <AccessKeyId>:<Signature>\".")
+            return user.strip()
+        raise S3Error("InvalidArgument", "Unsupported Authorization Type",
+                      extra={"ArgumentName": "Authorization", "ArgumentValue": authorization[:40]})
+    credential = query.get("X-Amz-Credential")
+    if credential is not None:
+        user = _access_key_of_credential(credential)
+        if user is None:
+            raise S3Error("AuthorizationQueryParametersError",
+                          "X-Amz-Credential must be of the form <AKID>/YYYYMMDD/REGION/SERVICE/aws4_request")
+        return user
+    access_key = query.get("AWSAccessKeyId")
+    if access_key is not None:
+        if not access_key:
+            raise S3Error("AuthorizationQueryParametersError", "AWSAccessKeyId must not be empty")
+        return access_key
+    return None
+
+
+def authenticate(settings: AuthSettings, method: str, raw_path: str, raw_query: str,
+                 headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The request's user under the configured mode (the one place the mode is decided)."""
+    if settings.mode == "simple":
+        return user_of(headers, query)
+    if settings.anonymous and "authorization" not in headers and "X-Amz-Signature" not in query:
+        return None
+    return verify(method, raw_path, raw_query, headers, settings.users.get, settings.max_skew_s)

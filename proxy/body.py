@@ -1,0 +1,242 @@
+"""Request bodies as clients send them, decoded and checked the way S3 checks them.
+
+Handles plain bodies, ``aws-chunked`` content encoding (signed chunks, unsigned chunks with trailers),
+``Content-MD5``, ``x-amz-content-sha256`` of signed payloads, and ``x-amz-checksum-*`` values in headers
+or trailers. The decoded stream raises before it ends when a check fails, so a store that commits only
+after the stream is exhausted never commits bad bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import zlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from awscrt import checksums as crt
+
+from cache.errors import S3Error
+from proxy.http import MAX_SINGLE_PUT_BYTES, Request
+from proxy.xml import MAX_XML_BODY_BYTES
+
+_MAX_CHUNK_HEADER_BYTES = 4096
+_HEX_RE = re.compile(rb"[0-9a-fA-F]+")
+
+
+class _Crc:
+    def __init__(self, fn: Callable[[bytes, int], int], width_bytes: int) -> None:
+        self.fn, self.width, self.value = fn, width_bytes, 0
+
+    def update(self, data: bytes) -> None:
+        self.value = self.fn(data, self.value)
+
+    def digest(self) -> bytes:
+        return self.value.to_bytes(self.width, "big")
+
+
+CHECKSUMS: dict[str, Callable[[], object]] = {
+    "crc32": lambda: _Crc(lambda d, v: zlib.crc32(d, v), 4),
+    "crc32c": lambda: _Crc(crt.crc32c, 4),
+    "crc64nvme": lambda: _Crc(crt.crc64nvme, 8),
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+}
+
+
+def _framing_error(message: str) -> S3Error:
+    return S3Error("InvalidRequest", f"Malformed aws-chunked body: {message}")
+
+
+class AwsChunkedDecoder:
+    """Incremental decoder of ``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n ... 0\\r\\n<trailers>\\r\\n``."""
+
+    def __init__(self) -> None:
+        self._head = b""  # bytes of a chunk header, CRLF or trailer line not yet complete
+        self._remaining = 0  # data bytes left in the current chunk
+        self._state = "size"
+        self.trailers: dict[str, str] = {}
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        pos = 0
+        end = len(data)
+        while pos < end:
+            if self._state == "data":
+                take = min(self._remaining, end - pos)
+                out.append(data[pos:pos + take])
+                pos += take
+                self._remaining -= take
+                if self._remaining == 0:
+                    self._state = "crlf"
+                continue
+            if self._state == "done":
+                if data[pos:].strip():
+                    raise _framing_error("data after the final chunk")
+                return out
+            line, pos = self._line(data, pos)
+            if line is None:
+                break
+            self._step(line)
+        return out
+
+    def _line(self, data: bytes, pos: int) -> tuple[bytes | None, int]:
+        buffered = self._head + data[pos:pos + _MAX_CHUNK_HEADER_BYTES + 2]
+        cut = buffered.find(b"\r\n")
+        if cut < 0:
+            if len(buffered) > _MAX_CHUNK_HEADER_BYTES:
+                raise _framing_error("chunk header too long")
+            self._head = buffered
+            return None, len(data)
+        consumed_from_data = cut + 2 - len(self._head)
+        self._head = b""
+        return buffered[:cut], pos + consumed_from_data
+
+    def _step(self, line: bytes) -> None:
+        if self._state == "crlf":
+            if line:
+                raise _framing_error("chunk data longer than its declared size")
+            self._state = "size"
+        elif self._state == "size":
+            size_field = line.split(b";", 1)[0].strip()
+            if not _HEX_RE.fullmatch(size_field):  # int(x, 16) alone would take "-3", "+3", "0x3", "0_3"
+                raise _framing_error(f"bad chunk size {size_field[:20]!r}")
+            size = int(size_field, 16)
+            if size == 0:
+                self._state = "trailer"
+            else:
+                self._remaining = size
+                self._state = "data"
+        elif self._state == "trailer":
+            if not line:
+                self._state = "done"
+                return
+            name, sep, value = line.partition(b":")
+            if not sep:
+                raise _framing_error("bad trailer line")
+            self.trailers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
+
+    def finish(self) -> None:
+        if self._state == "trailer" and not self._head:
+            return  # some clients end after the last trailer without the closing blank line
+        if self._state != "done":
+            raise S3Error("IncompleteBody")
+
+
+@dataclass
+class BodyCheck:
+    """What a request body must turn out to be; checksums fills in as trailers arrive."""
+
+    content_md5: bytes | None = None
+    payload_sha256: str | None = None
+    checksum_algorithm: str | None = None
+    checksum_value: str | None = None  # None while it is still to come in a trailer
+    expected_length: int | None = None
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def _algorithm_of(request: Request) -> tuple[str | None, str | None]:
+    for name in CHECKSUMS:
+        value = request.headers.get(f"x-amz-checksum-{name}")
+        if value is not None:
+            return name, value
+    trailer = request.headers.get("x-amz-trailer", "").strip().lower()
+    if trailer.startswith("x-amz-checksum-"):
+        name = trailer[len("x-amz-checksum-"):]
+        if name in CHECKSUMS:
+            return name, None
+        raise S3Error("InvalidRequest", f"Unsupported trailer {trailer}")
+    declared = request.headers.get("x-amz-sdk-checksum-algorithm", "").strip().lower()
+    if declared and declared not in CHECKSUMS:
+        raise S3Error("InvalidRequest", f"Unsupported checksum algorithm {declared}")
+    return None, None
+
+
+def _is_aws_chunked(request: Request) -> bool:
+    return request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-") or \
+        "aws-chunked" in request.headers.get("content-encoding", "")
+
+
+def body_check(request: Request) -> BodyCheck:
+    """Read and validate the headers that describe a body, before any of it is read."""
+    check = BodyCheck()
+    md5 = request.headers.get("content-md5")
+    if md5 is not None:
+        try:
+            check.content_md5 = base64.b64decode(md5, validate=True)
+        except (binascii.Error, ValueError):
+            raise S3Error("InvalidDigest") from None
+        if len(check.content_md5) != 16:
+            raise S3Error("InvalidDigest")
+    sha = request.headers.get("x-amz-content-sha256", "")
+    if len(sha) == 64:
+        check.payload_sha256 = sha.lower()
+    check.checksum_algorithm, check.checksum_value = _algorithm_of(request)
+    length_header = request.headers.get("x-amz-decoded-content-length") if _is_aws_chunked(request) \
+        else request.headers.get("content-length")
+    if length_header is not None:
+        try:
+            check.expected_length = int(length_header)
+        except ValueError:
+            raise S3Error("InvalidArgument", "Content-Length is not a number") from None
+        if check.expected_length > MAX_SINGLE_PUT_BYTES:
+            raise S3Error("EntityTooLarge", extra={"ProposedSize": length_header,
+                                                   "MaxSizeAllowed": str(MAX_SINGLE_PUT_BYTES)})
+    return check
+
+
+async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[bytes]:
+    """The body's bytes, decoded; raises BadDigest/IncompleteBody/... before the last byte is handed on."""
+    decoder = AwsChunkedDecoder() if _is_aws_chunked(request) else None
+    md5 = hashlib.md5() if check.content_md5 is not None else None
+    sha = hashlib.sha256() if check.payload_sha256 is not None else None
+    summer = CHECKSUMS[check.checksum_algorithm]() if check.checksum_algorithm else None
+    size = 0
+    held: bytes | None = None  # the last piece is held back until every check has passed
+    async for raw in request.body():
+        pieces = decoder.feed(raw) if decoder else [raw]
+        for piece in pieces:
+            if not piece:
+                continue
+            size += len(piece)
+            if size > MAX_SINGLE_PUT_BYTES:
+                raise S3Error("EntityTooLarge")
+            for hasher in (md5, sha, summer):
+                if hasher is not None:
+                    hasher.update(piece)  # type: ignore[attr-defined]
+            if held is not None:
+                yield held
+            held = piece
+    if decoder:
+        decoder.finish()
+    if check.expected_length is not None and size != check.expected_length:
+        raise S3Error("IncompleteBody")
+    if md5 is not None and md5.digest() != check.content_md5:
+        raise S3Error("BadDigest")
+    if sha is not None and sha.hexdigest() != check.payload_sha256:
+        raise S3Error("XAmzContentSHA256Mismatch")
+    if summer is not None and check.checksum_algorithm:
+        name = check.checksum_algorithm
+        expected = check.checksum_value
+        if expected is None and decoder is not None:
+            expected = decoder.trailers.get(f"x-amz-checksum-{name}")
+        computed = base64.b64encode(summer.digest()).decode()  # type: ignore[attr-defined]
+        if expected is not None and expected != computed:
+            raise S3Error("BadDigest", f"The {name.upper()} you specified did not match the calculated checksum.")
+        check.checksums[name] = computed
+    if held is not None:
+        yield held
+
+
+async def read_xml_body(request: Request, limit_bytes: int = MAX_XML_BODY_BYTES) -> bytes:
+    """A whole (small) XML request body, decoded and checked; refused past limit_bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in decoded_body(request, body_check(request)):
+        size += len(chunk)
+        if size > limit_bytes:
+            raise S3Error("MalformedXML", f"The XML body is larger than {limit_bytes} bytes")
+        parts.append(chunk)
+    return b"".join(parts)

@@ -1,0 +1,103 @@
+"""Range and conditional-request evaluation for GET and HEAD, as S3 does it (RFC 9110 order).
+
+Pure functions over the object's metadata and the request headers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+from cache.errors import S3Error
+from cache.understore import ObjectMeta
+from proxy.xml import http_time
+
+_CONDITION_HEADERS = {
+    prefix: frozenset(prefix + name for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
+    for prefix in ("", "x-amz-copy-source-")
+}
+_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``Range`` -> [start, end) to serve, None for the whole object; 416 InvalidRange if unsatisfiable.
+
+    Syntactically invalid or multi-range headers are ignored (the whole object is served), as S3 does.
+    """
+    if header is None:
+        return None
+    match = _RANGE_RE.match(header)
+    if not match:
+        return None
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - length), size
+    start = int(first)
+    end = int(last) + 1 if last != "" else size
+    if last != "" and end <= start:
+        return None  # last < first: not a valid byte-range-spec, so the header is ignored
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size)
+
+
+def _unsatisfiable(size: int) -> S3Error:
+    return S3Error("InvalidRange", extra={"ActualObjectSize": str(size)},
+                   headers={"content-range": f"bytes */{size}"})
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == "*" or candidate.strip('"') == etag:
+            return True
+    return False
+
+
+def _date(header: str | None) -> float | None:
+    if not header:
+        return None
+    try:
+        return parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None  # an unparseable date is ignored, as HTTP says
+
+
+def _not_modified(meta: ObjectMeta, prefix: str, condition: str) -> S3Error:
+    if prefix:  # a copy source that did not change is a failed precondition, not a 304
+        return S3Error("PreconditionFailed", extra={"Condition": condition})
+    return S3Error("NotModified", headers={"etag": f'"{meta.etag}"', "last-modified": http_time(meta.last_modified)})
+
+
+def check_preconditions(headers: Mapping[str, str], meta: ObjectMeta, prefix: str = "") -> None:
+    """Raise PreconditionFailed (412) or NotModified (304) when the request's conditions say so.
+
+    prefix="x-amz-copy-source-" evaluates CopyObject's source conditions, where both failures are 412.
+    """
+    if not headers.keys() & _CONDITION_HEADERS[prefix]:
+        return
+    modified = int(meta.last_modified)  # HTTP dates have whole seconds
+    if_match = headers.get(prefix + "if-match")
+    if if_match is not None:
+        if not _etag_matches(if_match, meta.etag):
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    else:
+        since = _date(headers.get(prefix + "if-unmodified-since"))
+        if since is not None and modified > since:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
+    if_none_match = headers.get(prefix + "if-none-match")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, meta.etag):
+            raise _not_modified(meta, prefix, "If-None-Match")
+    else:
+        since = _date(headers.get(prefix + "if-modified-since"))
+        if since is not None and modified <= since:
+            raise _not_modified(meta, prefix, "If-Modified-Since")

@@ -1,0 +1,109 @@
+"""Object headers in both directions: what a write stores, what a read returns, tags and versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import parse_qsl
+
+from cache.errors import S3Error, invalid_argument
+from cache.understore import (
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TAGS,
+    MAX_USER_METADATA_BYTES,
+    STORED_HEADERS,
+    NewObject,
+    ObjectMeta,
+    WriteConditions,
+)
+from proxy.http import Request
+from proxy.xml import http_time
+
+_META_PREFIX = "x-amz-meta-"
+RESPONSE_OVERRIDES = {
+    "response-content-type": "content-type",
+    "response-content-language": "content-language",
+    "response-expires": "expires",
+    "response-cache-control": "cache-control",
+    "response-content-disposition": "content-disposition",
+    "response-content-encoding": "content-encoding",
+}
+
+
+def check_tags(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for key, value in pairs:
+        if key in tags:
+            raise S3Error("InvalidTag", "Cannot provide multiple Tags with the same key")
+        if not key or len(key) > MAX_TAG_KEY_CHARS:
+            raise S3Error("InvalidTag", f"The TagKey you have provided is invalid (1 to {MAX_TAG_KEY_CHARS} characters)")
+        if len(value) > MAX_TAG_VALUE_CHARS:
+            raise S3Error("InvalidTag", f"The TagValue you have provided is too long (at most {MAX_TAG_VALUE_CHARS})")
+        if key.lower().startswith("aws:"):
+            raise S3Error("InvalidTag", "Your TagKey cannot be prefixed with aws:")
+        tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise S3Error("InvalidTag", f"Object tags cannot be greater than {MAX_TAGS}")
+    return tags
+
+
+def tags_from_header(request: Request) -> dict[str, str]:
+    header = request.headers.get("x-amz-tagging")
+    return check_tags(parse_qsl(header, keep_blank_values=True)) if header else {}
+
+
+def new_object(request: Request) -> NewObject:
+    """Stored headers, user metadata and tags of a write, validated as S3 validates them."""
+    headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
+    encoding = headers.get("content-encoding")
+    if encoding is not None:  # aws-chunked is how the body travelled, not what it is
+        kept = [part.strip() for part in encoding.split(",") if part.strip() and part.strip() != "aws-chunked"]
+        if kept:
+            headers["content-encoding"] = ", ".join(kept)
+        else:
+            del headers["content-encoding"]
+    user = {name[len(_META_PREFIX):]: value for name, value in request.headers.items()
+            if name.startswith(_META_PREFIX)}
+    size = sum(len(k.encode("latin-1")) + len(v.encode("latin-1")) for k, v in user.items())
+    if size > MAX_USER_METADATA_BYTES:
+        raise S3Error("MetadataTooLarge", extra={"Size": str(size), "MaxSizeAllowed": str(MAX_USER_METADATA_BYTES)})
+    return NewObject(headers=headers, user_metadata=user, tags=tags_from_header(request))
+
+
+def write_conditions(request: Request) -> WriteConditions:
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise S3Error("NotImplemented", "A header you provided implies functionality that is not implemented",
+                      extra={"Header": "If-None-Match"})
+    if_match = request.headers.get("if-match")
+    return WriteConditions(if_match=if_match.strip().strip('"') if if_match else None,
+                           if_none_match=if_none_match.strip() if if_none_match else None)
+
+
+def check_version_id(request: Request) -> None:
+    """Unversioned buckets: every object's version id is "null"; any other id names nothing."""
+    version = request.query.get("versionId")
+    if version is not None and version != "null":
+        raise invalid_argument("Invalid version id specified", "versionId", version)
+
+
+def object_headers(meta: ObjectMeta) -> dict[str, str]:
+    headers = {
+        "etag": f'"{meta.etag}"',
+        "last-modified": http_time(meta.last_modified),
+        "accept-ranges": "bytes",
+        "content-type": meta.content_type,
+    }
+    headers.update(meta.headers)
+    for name, value in meta.user_metadata.items():
+        headers[_META_PREFIX + name] = value
+    if meta.tag_count:
+        headers["x-amz-tagging-count"] = str(meta.tag_count)
+    return headers
+
+
+def apply_response_overrides(request: Request, headers: dict[str, str]) -> None:
+    for parameter, header in RESPONSE_OVERRIDES.items():
+        value = request.query.get(parameter)
+        if value is not None:
+            headers[header] = value

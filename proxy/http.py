@@ -1,0 +1,117 @@
+"""The request and response shapes of the S3 front, straight on ASGI.
+
+S3 routing depends on method, query keywords and headers, not on path templates, and the GET/HEAD hot
+path is dominated by per-request framework cost (DESIGN.md section 10), so the S3 front reads the ASGI
+scope itself: one small object per request, nothing parsed that no handler asks for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote_to_bytes
+
+from cache.errors import S3Error
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_SINGLE_PUT_BYTES = 5 << 30
+# Request ids: a random per-process prefix and a counter (os.urandom per request costs a syscall).
+_ID_PREFIX = secrets.token_hex(4).upper()
+_ids = itertools.count(1)
+
+
+class Request:
+    """One S3 request: addressing, query, headers, the caller, and the body as a stream."""
+
+    __slots__ = ("body_requested", "bucket", "headers", "key", "method", "operation", "query", "receive",
+                 "request_id", "user")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.method: str = scope["method"]
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        try:
+            path = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
+        path = path[1:] if path.startswith("/") else path
+        bucket, _, key = path.partition("/")
+        if not bucket and key:  # "//bucket/key": an empty bucket name, never the service level
+            raise S3Error("InvalidBucketName", extra={"BucketName": bucket})
+        self.bucket: str = bucket
+        self.key: str = key
+        qs = scope.get("query_string", b"")
+        self.query: dict[str, str] = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            k = name.decode("latin-1")  # ASGI servers hand header names in lower case
+            v = value.decode("latin-1")
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
+        self.headers = headers
+        self.receive = receive
+        self.user: str | None = None
+        self.request_id: str = f"{_ID_PREFIX}{next(_ids):08X}"
+        self.operation: str = "-"
+        self.body_requested = False  # set once a handler starts reading: the server then sends 100 Continue
+
+    @property
+    def level(self) -> str:
+        if not self.bucket:
+            return "service"
+        return "object" if self.key else "bucket"
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives; a client that hangs up mid-body gets IncompleteBody."""
+        self.body_requested = True
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise S3Error("IncompleteBody")
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+
+@dataclass
+class Response:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | AsyncIterator[bytes] = b""
+    size: int = 0  # bytes the body carries, for the access log
+
+    @classmethod
+    def xml(cls, document: bytes, status: int = 200) -> Response:
+        return cls(status, {"content-type": "application/xml", "content-length": str(len(document))}, document,
+                   len(document))
+
+
+async def send_response(send: Send, response: Response, request_id: str, head_only: bool) -> None:
+    headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", request_id.encode()),
+               (b"server", b"s3cache")]
+    headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items())
+    body = response.body
+    # A whole body may be a bytearray: dirfs.pread hands its buffer over uncopied for reads of 64 KiB and more.
+    if isinstance(body, (bytes, bytearray)) and "content-length" not in response.headers and not head_only:
+        headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if head_only:
+        if not isinstance(body, (bytes, bytearray)):
+            await body.aclose()  # type: ignore[attr-defined]
+        await send({"type": "http.response.body", "body": b""})
+    elif isinstance(body, (bytes, bytearray)):
+        await send({"type": "http.response.body", "body": body})
+    else:
+        try:
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await body.aclose()  # type: ignore[attr-defined]
+        await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,159 @@
+"""Cluster pieces for end-to-end tests: a throwaway Redis, and nginx running the shipped load-balancer config.
+
+Both are real processes on free 127.0.0.1 ports, started and stopped by their PID. The Redis keeps
+nothing on disk (``--save "" --appendonly no``), so a restart on the same port is a Redis that lost
+everything. nginx runs ``deploy/nginx/s3cache.conf`` itself, with only its upstream ``server`` lines and
+its ``listen`` port substituted, so the tests exercise the configuration that ships.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from tests.harness import ROOT, free_port, stop_process, wait_http
+
+SHIPPED_NGINX_CONF = ROOT / "deploy" / "nginx" / "s3cache.conf"
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout_s}s")
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of our own (never the machine's 6379), restartable on the same port."""
+
+    workdir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.port = self.port or free_port()
+        log = open(self.workdir / f"redis-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.RedisError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        stop_process(self.proc, sig)
+        self.proc = None
+
+    def restart(self) -> RedisServer:
+        """Stop and start on the same port: every key is gone."""
+        self.stop()
+        return self.start()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2)
+
+
+def render_nginx_conf(upstreams: list[str], port: int, shipped: Path = SHIPPED_NGINX_CONF) -> str:
+    """The shipped server/upstream config with our workers as upstream servers and our listen port."""
+    text = shipped.read_text()
+    server_line = re.compile(r"^([ \t]*)#?[ \t]*server[ \t]+[^\s;{]+;.*\n", re.MULTILINE)
+    matches = list(server_line.finditer(text))
+    if not matches:
+        raise ValueError(f"{shipped}: no upstream server lines to substitute")
+    indent = matches[0].group(1)
+    lines = "".join(f"{indent}server {upstream};\n" for upstream in upstreams)
+    text = text[:matches[0].start()] + lines + server_line.sub("", text[matches[0].start():])
+    text, listens = re.subn(r"^([ \t]*)listen[ \t]+[^;]+;", rf"\g<1>listen 127.0.0.1:{port};", text,
+                            flags=re.MULTILINE)
+    if listens != 1:
+        raise ValueError(f"{shipped}: expected one listen line, found {listens}")
+    return text
+
+
+@dataclass
+class Nginx:
+    """nginx in the foreground (one worker process) with the shipped s3cache.conf in its http block."""
+
+    upstreams: list[str]  # "127.0.0.1:PORT" of each s3cache worker
+    port: int = 0
+    workdir: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    _owned_dir: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        self.port = self.port or free_port()
+        if self.workdir is None:  # outside pytest's 0700 tmp tree: nginx workers run unprivileged
+            self.workdir = Path(tempfile.mkdtemp(prefix="s3cache-nginx-"))
+            self._owned_dir = True
+        self.workdir.chmod(0o755)
+        w = self.workdir
+        (w / "s3cache.conf").write_text(render_nginx_conf(self.upstreams, self.port))
+        (w / "nginx.conf").write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {w}/nginx.pid;
+error_log {w}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {w}/access.log;
+    client_body_temp_path {w}/client_body;
+    proxy_temp_path {w}/proxy_temp;
+    fastcgi_temp_path {w}/fastcgi_temp;
+    uwsgi_temp_path {w}/uwsgi_temp;
+    scgi_temp_path {w}/scgi_temp;
+    include {w}/s3cache.conf;
+}}
+""")
+        for name in ("nginx.conf", "s3cache.conf"):
+            (w / name).chmod(0o644)
+        log = open(w / "stderr.log", "ab")
+        self.proc = subprocess.Popen(["nginx", "-c", str(w / "nginx.conf"), "-p", str(w), "-e", str(w / "error.log")],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        _wait_port(self.port, self.proc)
+        wait_http(self.url + "/_s3cache/healthz", proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+        if self._owned_dir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+            self._owned_dir = False
+
+    def access_log(self) -> str:
+        path = self.workdir / "access.log" if self.workdir else None
+        return path.read_text(errors="replace") if path is not None and path.exists() else ""

@@ -1,0 +1,185 @@
+"""A real S3 origin for tests and benchmarks: moto's server mode, seen through a counting proxy.
+
+The proxy is a real HTTP server between s3cache and moto: it records every request the origin
+receives (method, path, query, Range) so tests can count origin traffic, and can delay each request
+to make the origin look remote. It streams bodies both ways without holding them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from tests.harness import free_port, stop_process, wait_http
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str  # decoded, without the query
+    query: str
+    range: str | None
+
+    @property
+    def is_object_get(self) -> bool:
+        """A GET that reads object bytes (not a listing or sub-resource)."""
+        return self.method == "GET" and self.path.count("/") >= 2 and self.query in ("", "x-id=GetObject")
+
+
+@dataclass
+class CountingProxy:
+    upstream_port: int
+    latency_s: float = 0.0
+    port: int = 0
+    seen: list[Seen] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _clients: set[socket.socket] = field(default_factory=set)  # open client connections, cut by stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> CountingProxy:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # a chunked answer ends in a small write: no 40 ms delayed-ACK stall
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._clients.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._clients.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
+
+            def _forward(self) -> None:
+                parts = urlsplit(self.path)
+                with proxy._lock:
+                    proxy.seen.append(Seen(self.command, unquote(parts.path), parts.query, self.headers.get("Range")))
+                if proxy.latency_s:
+                    time.sleep(proxy.latency_s)
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                length = self.headers.get("Content-Length")
+                body = None
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = self._chunks()
+                elif length:
+                    body = self._fixed(int(length))
+                upstream.request(self.command, self.path, body=body, headers=headers,
+                                 encode_chunked=body is not None and length is None)
+                response = upstream.getresponse()
+                self.send_response(response.status)
+                upstream_length = response.getheader("Content-Length")
+                for name, value in response.getheaders():
+                    if name.lower() not in _HOP:
+                        self.send_header(name, value)
+                chunked = upstream_length is None and self.command != "HEAD" and response.status not in (204, 304)
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                while self.command != "HEAD" and (data := response.read(1 << 16)):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                if chunked:
+                    self.wfile.write(b"0\r\n\r\n")
+                upstream.close()
+
+            def _fixed(self, length: int):  # type: ignore[no-untyped-def]
+                while length > 0:
+                    data = self.rfile.read(min(length, 1 << 16))
+                    if not data:
+                        return
+                    length -= len(data)
+                    yield data
+
+            def _chunks(self):  # type: ignore[no-untyped-def]
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return
+                    yield self.rfile.read(size)
+                    self.rfile.readline()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the port and cut every open connection: to its clients the origin is gone. start() reopens it."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self._lock:
+            clients = list(self._clients)
+        for sock in clients:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def reset(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+    def requests(self) -> list[Seen]:
+        with self._lock:
+            return list(self.seen)
+
+    def object_gets(self, key_path: str | None = None) -> list[Seen]:
+        """Object-data GETs the origin received, optionally only those of /bucket/key."""
+        return [s for s in self.requests() if s.is_object_get and (key_path is None or s.path == key_path)]
+
+
+@dataclass
+class MotoOrigin:
+    """moto's S3 server as a separate process on a free port."""
+
+    workdir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoOrigin:
+        self.port = self.port or free_port()
+        exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+        log = open(self.workdir / f"moto-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        wait_http(self.url + "/moto-api/", proc=self.proc, timeout_s=30)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
