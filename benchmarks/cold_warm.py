@@ -8,11 +8,14 @@ and a 64 MiB object, one asyncio client measures three paths with the same concu
   (metadata and blocks come from the origin);
 - ``s3cache warm``: the objects the cold pass read, again: every read a hit, no origin request.
 
+Cold and warm rows are measured for each origin HTTP client (``--clients``, one fresh worker each with
+``--origin-client``), which is how the default client was chosen.
+
 Each row reports requests, req/s, MB/s, latency percentiles (p50/p90/p99/max), the object GETs that reached
 the origin, and the ratio to the origin row. A cold and a warm read of one more 64 MiB object are checked by
 MD5 afterwards. Results are printed and written to benchmarks/results/ with the machine and commit.
 
-    python benchmarks/cold_warm.py [--latency-ms 20] [--seconds 3] [--origin-server dir|moto]
+    python benchmarks/cold_warm.py [--latency-ms 20] [--seconds 3] [--clients aiohttp,httpx] [--origin-server dir|moto]
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ class Row:
         return f"{self.worker_cpu_s * 1000 / len(self.load.latencies_s):.2f}"
 
 
-def measure(rig: Rig, worker: Worker, size: int, keys: list[str], concurrency: int, seconds: float) -> list[Row]:
-    """origin, cold and warm rows: the origin row reads the first concurrency keys, cold and warm the others."""
-    assert rig.proxy is not None and worker.proc is not None
-    pid, worker_url = worker.proc.pid, worker.url
+def measure(rig: Rig, workers: dict[str, Worker], size: int, keys: list[str], concurrency: int,
+            seconds: float) -> list[Row]:
+    """The origin row reads the first concurrency keys; each worker's cold and warm rows the others."""
+    assert rig.proxy is not None
     rows = []
     origin_keys = keys[:max(1, concurrency)]
     run_load(itertools.islice(itertools.cycle(f"{rig.origin_url}/{BUCKET}/{k}" for k in origin_keys), concurrency),
@@ -57,21 +60,24 @@ def measure(rig: Rig, worker: Worker, size: int, keys: list[str], concurrency: i
     rig.proxy.reset()
     load = run_load(itertools.cycle(f"{rig.origin_url}/{BUCKET}/{k}" for k in origin_keys), concurrency, seconds)
     rows.append(Row(size, "origin", concurrency, load, rig.proxy.counts()[0]))
-
     cold_keys = keys[len(origin_keys):]
-    rig.proxy.reset()
-    cpu = cpu_seconds(pid)
-    load = run_load((f"{worker_url}/{BUCKET}/{k}" for k in cold_keys), concurrency, seconds)
-    rows.append(Row(size, "s3cache cold", concurrency, load, rig.proxy.counts()[0], cpu_seconds(pid) - cpu))
-    if len(load.latencies_s) == len(cold_keys):
-        print(f"note: the cold {size_text(size)} pass read all {len(cold_keys)} objects in {load.elapsed_s:.1f}s; "
-              f"more objects would make it last --seconds", file=sys.stderr)
-
-    read = cold_keys[:len(load.latencies_s)]
-    rig.proxy.reset()
-    cpu = cpu_seconds(pid)
-    load = run_load(itertools.cycle(f"{worker_url}/{BUCKET}/{k}" for k in read), concurrency, seconds)
-    rows.append(Row(size, "s3cache warm", concurrency, load, rig.proxy.counts()[0], cpu_seconds(pid) - cpu))
+    for client, worker in workers.items():  # each worker has a cache of its own: the same keys are cold for each
+        assert worker.proc is not None
+        pid, worker_url = worker.proc.pid, worker.url
+        rig.proxy.reset()
+        cpu = cpu_seconds(pid)
+        load = run_load((f"{worker_url}/{BUCKET}/{k}" for k in cold_keys), concurrency, seconds)
+        rows.append(Row(size, f"s3cache cold ({client})", concurrency, load, rig.proxy.counts()[0],
+                        cpu_seconds(pid) - cpu))
+        if len(load.latencies_s) == len(cold_keys):
+            print(f"note: the cold {size_text(size)} pass read all {len(cold_keys)} objects in {load.elapsed_s:.1f}s; "
+                  f"more objects would make it last --seconds", file=sys.stderr)
+        read = cold_keys[:len(load.latencies_s)]
+        rig.proxy.reset()
+        cpu = cpu_seconds(pid)
+        load = run_load(itertools.cycle(f"{worker_url}/{BUCKET}/{k}" for k in read), concurrency, seconds)
+        rows.append(Row(size, f"s3cache warm ({client})", concurrency, load, rig.proxy.counts()[0],
+                        cpu_seconds(pid) - cpu))
     return rows
 
 
@@ -84,6 +90,8 @@ def main() -> None:
     parser.add_argument("--small-objects", type=int, default=2000, help="distinct 4 KiB objects for the cold pass")
     parser.add_argument("--large-objects", type=int, default=12, help="distinct 64 MiB objects for the cold pass")
     parser.add_argument("--block-size", default="4M", help="s3cache --block-size")
+    parser.add_argument("--clients", default="aiohttp,httpx",
+                        help="origin HTTP clients to measure, one worker each (s3cache --origin-client)")
     parser.add_argument("--origin-server", choices=["dir", "moto"], default="dir",
                         help="S3 server behind the delay (moto reads a whole object for every ranged GET)")
     args = parser.parse_args()
@@ -99,15 +107,18 @@ def main() -> None:
         for key in [*large_keys[1:], "large/verify"]:
             rig.copy(large_keys[0], key)
         rig.prime([*small_keys, *large_keys, "large/verify"])
-        worker = rig.worker(args.block_size)
-        rows += measure(rig, worker, small, small_keys, args.small_concurrency, args.seconds)
-        rows += measure(rig, worker, large, large_keys, args.large_concurrency, args.seconds)
-        for state in ("cold", "warm"):
-            digest, received, _ = fetch_md5(f"{worker.url}/{BUCKET}/large/verify")
-            ok = digest == md5 and received == large
-            checks.append(f"{state} read of a 64MiB object: MD5 {'matches' if ok else 'MISMATCH ' + digest}")
-            if not ok:
-                print(f"error: the {state} read returned wrong bytes", file=sys.stderr)
+        workers = {client: rig.worker(args.block_size, "8G", "lru", "--origin-client", client)
+                   for client in args.clients.split(",")}
+        rows += measure(rig, workers, small, small_keys, args.small_concurrency, args.seconds)
+        rows += measure(rig, workers, large, large_keys, args.large_concurrency, args.seconds)
+        for client, worker in workers.items():
+            for state in ("cold", "warm"):
+                digest, received, _ = fetch_md5(f"{worker.url}/{BUCKET}/large/verify")
+                ok = digest == md5 and received == large
+                checks.append(f"{state} read of a 64MiB object ({client}): MD5 "
+                              f"{'matches' if ok else 'MISMATCH ' + digest}")
+                if not ok:
+                    print(f"error: the {state} read ({client}) returned wrong bytes", file=sys.stderr)
     report = render(rows, args, checks)
     write_report("cold_warm", report)
     if any("MISMATCH" in c for c in checks):
@@ -118,7 +129,8 @@ def render(rows: list[Row], args: argparse.Namespace, checks: list[str]) -> str:
     lines = header("GET latency and throughput: remote-looking origin vs s3cache cold vs s3cache warm", [
         f"origin: {args.origin_server} S3 server behind a proxy adding {args.latency_ms:g} ms to every request "
         "(tests.origin.CountingProxy in its own process); all on 127.0.0.1",
-        f"s3cache: one worker, --block-size {args.block_size}, metadata TTL 3600 s, cache larger than the data",
+        f"s3cache: one worker per origin client ({args.clients}; --origin-client), --block-size "
+        f"{args.block_size}, metadata TTL 3600 s, cache larger than the data",
         f"load: one asyncio (aiohttp) client, {args.seconds:g} s per row, 4KiB with {args.small_concurrency} "
         f"connections, 64MiB with {args.large_concurrency}; cold rows read each object once (a miss), warm rows "
         "re-read the objects the cold row read",

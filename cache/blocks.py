@@ -53,9 +53,10 @@ class Header:
         return _FIXED.size + 4 * len(self.crcs)
 
 
-def encode(data: bytes) -> bytes:
-    pages = [data[i:i + PAGE_BYTES] for i in range(0, len(data), PAGE_BYTES)] or [b""]
-    crcs = [crc32c(page) for page in pages]
+def encode(data: bytes | bytearray) -> bytes:
+    """The header of a block holding data."""
+    with memoryview(data) as view:
+        crcs = [crc32c(view[i:i + PAGE_BYTES]) for i in range(0, len(data), PAGE_BYTES)] or [crc32c(b"")]
     return _FIXED.pack(MAGIC, VERSION, len(data), PAGE_BYTES, len(crcs)) + struct.pack(f"<{len(crcs)}I", *crcs)
 
 
@@ -245,7 +246,7 @@ class BlockStore:
         self.reserved_bytes += size
         return True
 
-    async def write(self, block_id: str, data: bytes) -> bool:
+    async def write(self, block_id: str, data: bytes | bytearray) -> bool:
         """Store a block; False when it was not cached (no room, disk full): the caller serves it anyway."""
         header = encode(data)
         size = len(header) + len(data)
@@ -263,14 +264,16 @@ class BlockStore:
         self._add(block_id, size)
         return True
 
-    def _write_file(self, tmp: str, block_id: str, header: bytes, data: bytes) -> None:
+    def _write_file(self, tmp: str, block_id: str, header: bytes, data: bytes | bytearray) -> None:
         try:
             with open(tmp, "wb") as fh:
                 fh.write(header)
                 fh.write(data)
-            target = self.path(block_id)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, self.path(block_id))
+            except FileNotFoundError:  # the first block of its <id[:2]> directory
+                os.makedirs(f"{self._dir_str}/{block_id[:2]}", exist_ok=True)
+                os.replace(tmp, self.path(block_id))
         except OSError:
             try:
                 os.unlink(tmp)

@@ -90,12 +90,13 @@ class CachedStore:
             for entry in [k for k in self._lists if k[0] == bucket]:
                 del self._lists[entry]
 
-    async def invalidate(self, bucket: str, key: str) -> None:
-        """A write went through here: forget the key, and have every other worker forget it too, before
+    async def invalidate(self, bucket: str, *keys: str) -> None:
+        """A write went through here: forget the keys, and have every other worker forget them too, before
         the write is answered (read-after-write holds on every worker)."""
-        self.forget(bucket, key)
+        for key in keys:
+            self.forget(bucket, key)
         if self.registry is not None:
-            await self.registry.invalidate(bucket, key)
+            await self.registry.invalidate(bucket, *keys)
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -113,11 +114,11 @@ class CachedStore:
 
     async def _learn(self, bucket: str, key: str) -> ObjectMeta:
         generation = self._generation
-        meta = await self.registry.get_meta(bucket, key) if self.registry is not None else None
+        meta, shared = await self.registry.get_meta(bucket, key) if self.registry is not None else (None, None)
         if meta is None:
             meta = await self.namespace.head_object(bucket, key)
             if self.registry is not None and generation == self._generation:
-                await self.registry.put_meta(bucket, meta, self.metadata_ttl_s)
+                await self.registry.put_meta(bucket, meta, self.metadata_ttl_s, shared)
         if generation == self._generation:  # no write was invalidated meanwhile: safe to remember
             self._meta[(bucket, key)] = (time.monotonic() + self.metadata_ttl_s, meta)
             self._meta.move_to_end((bucket, key))
@@ -167,6 +168,12 @@ class CachedStore:
             await self.namespace.delete_object(bucket, key)
         finally:
             await self.invalidate(bucket, key)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        try:
+            return await self.namespace.delete_objects(bucket, keys)
+        finally:
+            await self.invalidate(bucket, *keys)
 
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         try:

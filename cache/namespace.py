@@ -148,6 +148,10 @@ class Namespace:
         m = self.mount(bucket)
         await m.store.delete_object(m.target, m.key(key))
 
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        m = self.mount(bucket)
+        return await m.store.delete_objects(m.target, [m.key(key) for key in keys])
+
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         m = self.mount(bucket)
         return dict(await m.store.get_object_tags(m.target, m.key(key)))

@@ -1,8 +1,8 @@
 """Read-through policy: a byte range -> blocks -> hits from disk, misses filled once from the origin.
 
 A miss starts one fill per block (single-flight: every concurrent reader of that block waits on the
-same fill). The fill streams the block-aligned range from the origin into memory (at most one block),
-handing bytes to waiting readers as they arrive, then writes the block to the block store. A sequential
+same fill). The fill streams the block-aligned range from the origin into one buffer of the block's size,
+handing bytes to waiting readers as they arrive, then writes that buffer (no copy) to the block store. A sequential
 reader starts fills of the next blocks ahead of need (read-ahead). Memory is bounded by the number of
 fills in flight times the block size; no whole object is ever held.
 """
@@ -34,10 +34,11 @@ def block_id(bucket: str, key: str, etag: str, index: int, block_size: int) -> s
 
 
 class Fill:
-    """One block being fetched: bytes so far, and whoever waits for more."""
+    """One block being fetched: its buffer, how much of it has arrived, and whoever waits for more."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
+    def __init__(self, size: int) -> None:
+        self.buffer = bytearray(size)  # allocated once: arriving bytes are copied in place, never regrown
+        self.filled = 0
         self.done = False
         self.error: BaseException | None = None
         self.changed = asyncio.Condition()
@@ -45,7 +46,7 @@ class Fill:
 
     async def wait_for(self, length: int) -> None:
         async with self.changed:
-            await self.changed.wait_for(lambda: len(self.buffer) >= length or self.done)
+            await self.changed.wait_for(lambda: self.filled >= length or self.done)
         if self.error is not None:
             raise self.error
 
@@ -78,7 +79,8 @@ class BlockReader:
         bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
         fill = self._fills.get(bid)
         if fill is None:
-            fill = self._fills[bid] = Fill()
+            start, end = self._span(meta, index)
+            fill = self._fills[bid] = Fill(end - start)
             fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index))
         return fill
 
@@ -88,11 +90,16 @@ class BlockReader:
             async with self._fill_slots:
                 self.origin_fetches += 1
                 async for chunk in self.fetch(bucket, meta.key, meta.etag, start, end):
-                    fill.buffer += chunk
+                    filled = fill.filled + len(chunk)
+                    if filled > end - start:
+                        raise S3Error("InternalError", f"The origin returned more than the {end - start} bytes "
+                                      "of a block")
+                    fill.buffer[fill.filled:filled] = chunk
+                    fill.filled = filled
                     async with fill.changed:
                         fill.changed.notify_all()
-            if len(fill.buffer) != end - start:
-                raise S3Error("InternalError", f"The origin returned {len(fill.buffer)} bytes for a "
+            if fill.filled != end - start:
+                raise S3Error("InternalError", f"The origin returned {fill.filled} bytes for a "
                               f"{end - start}-byte block")
         except S3Error as exc:  # handed to every waiting reader
             fill.error = exc
@@ -108,7 +115,7 @@ class BlockReader:
                 fill.changed.notify_all()
         if fill.error is None:
             try:
-                await self.blocks.write(bid, bytes(fill.buffer))
+                await self.blocks.write(bid, fill.buffer)  # complete: nobody writes to it any more
             finally:
                 self._fills.pop(bid, None)
         else:
@@ -209,10 +216,12 @@ class BlockReader:
         position = lo
         while position < hi:
             await fill.wait_for(min(hi, position + 1))
-            available = min(hi, len(fill.buffer), position + chunk_bytes)
+            available = min(hi, fill.filled, position + chunk_bytes)
             if available <= position:
                 raise S3Error("InternalError", "A block fill ended early")
-            yield bytes(fill.buffer[position:available])
+            with memoryview(fill.buffer) as view:
+                piece = bytes(view[position:available])
+            yield piece
             position = available
 
     def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> bool:

@@ -5,8 +5,16 @@ Keys (``<ns>`` is the namespace, "s3cache" by default)::
     <ns>:workers                 ZSET  worker id -> expiry (unix s): the live set is what has not expired
     <ns>:worker:<id>             HASH  url, capacity, used, blocks, hits, misses (expires with the heartbeat)
     <ns>:blk:<block id>          SET   ids of the workers holding that block
-    <ns>:meta:{<bucket>/<key>}   HASH  cached object metadata, expiring after the metadata TTL
-    <ns>:invalidate              pub/sub channel of "<bucket>/<key>" written through any worker
+    <ns>:meta:{<bucket>/<key>}   STRING cached object metadata (JSON), expiring after the metadata TTL
+    <ns>:gen:{<bucket>/<key>}    STRING the key's write generation, raised by every write through any worker
+    <ns>:invalidate              pub/sub channel: {"n": nonce, "b": bucket, "k": [keys]} written through any worker
+    <ns>:ack:<nonce>             LIST  one entry per worker that has dropped the key (short-lived)
+
+Read-after-write across workers: a write raises the key's generation, deletes its shared metadata and
+publishes the key, then waits (at most ``ACK_TIMEOUT_S``) until every subscribed worker has acknowledged
+dropping it, so no worker answers from the old metadata once the write is answered. Metadata learned from
+the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
+that raced a write can never put the old version back for a whole TTL.
 
 Nothing here is on a warm read's path: membership is a snapshot refreshed every second, holder lookups
 are cached in memory, fills and evictions are queued and flushed as one pipeline. Redis being down is
@@ -22,10 +30,12 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -36,6 +46,18 @@ log = logging.getLogger("s3cache.registry")
 
 _HOLDER_CACHE_S = 2.0
 _FLUSH_EVERY_S = 0.05
+ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
+_GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
+_ACK_TTL_MS = 10_000
+_STOP_WAIT_S = 2.0
+# KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
+_PUT_IF_UNCHANGED = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class BlockSizeMismatch(ValueError):
@@ -60,6 +82,7 @@ class Registry:
         # would otherwise fail once each, flapping the worker "down" several times after it has rejoined.
         self.redis = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5,
                                        retry=Retry(NoBackoff(), 1))
+        self._put_if_unchanged = self.redis.register_script(_PUT_IF_UNCHANGED)
         self.url = url
         self.worker_id = worker_id
         self.advertise_url = advertise_url
@@ -74,6 +97,8 @@ class Registry:
         self._pending_add: set[str] = set()
         self._pending_remove: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: PubSub | None = None
+        self._stopping = False
         self.on_invalidate: Callable[[str, str], None] = lambda bucket, key: None
         self.on_reconnect: Callable[[], Awaitable[Iterable[str]]] | None = None  # -> ids of blocks held
         self.on_membership: Callable[[], None] = lambda: None
@@ -117,17 +142,24 @@ class Registry:
 
     async def stop(self) -> None:
         """Leave at once: the others stop routing here within their next refresh."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        with contextlib.suppress(RedisError, OSError):
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
+            if pending and self._pubsub is not None:
+                # redis-py's listen() can swallow a cancel under load: closing its connection ends the wait
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()
+                await asyncio.wait(pending, timeout=_STOP_WAIT_S)
+        # Best effort from here: a connection cut by the cancels above can fail in redis-py in more ways than
+        # RedisError (an AttributeError on a half-closed connection, for one); the heartbeat TTL covers a miss.
+        with contextlib.suppress(Exception):
             await self._flush_once()
             if self.registering:
                 await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
                 await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(Exception):
             await self.redis.aclose()
 
     async def _loop(self, step: Callable[[], Awaitable[None]], every_s: float) -> None:
@@ -282,52 +314,96 @@ class Registry:
     def _meta_key(self, bucket: str, key: str) -> str:
         return f"{self.ns}:meta:{{{bucket}/{key}}}"
 
-    async def get_meta(self, bucket: str, key: str) -> ObjectMeta | None:
+    def _gen_key(self, bucket: str, key: str) -> str:
+        return f"{self.ns}:gen:{{{bucket}/{key}}}"  # same hash tag as the metadata: one slot for the script
+
+    async def get_meta(self, bucket: str, key: str) -> tuple[ObjectMeta | None, str | None]:
+        """The shared metadata of a key, and its write generation (pass it to put_meta); (None, None) when
+        Redis is away."""
         if not self.healthy:
-            return None
+            return None, None
         try:
-            raw = await self.redis.get(self._meta_key(bucket, key))
+            raw, generation = await self.redis.mget(self._meta_key(bucket, key), self._gen_key(bucket, key))
         except (RedisError, OSError) as exc:
             self._down("metadata read", exc)
-            return None
+            return None, None
+        generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
         if raw is None:
-            return None
+            return None, generation
         f = json.loads(raw)
-        return ObjectMeta(key, f["size"], f["etag"], f["mtime"], f["headers"], f["user"], {}, {}, None, f["tags"])
+        meta = ObjectMeta(key, f["size"], f["etag"], f["mtime"], f["headers"], f["user"], {}, {}, None, f["tags"])
+        return meta, generation
 
-    async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float) -> None:
-        if not self.healthy or ttl_s <= 0:
-            return
+    async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float, generation: str | None) -> bool:
+        """Share metadata learned from the origin, unless a write raised the key's generation meanwhile."""
+        if not self.healthy or ttl_s <= 0 or generation is None:
+            return False
         record = {"size": meta.size, "etag": meta.etag, "mtime": meta.last_modified, "headers": meta.headers,
                   "user": meta.user_metadata, "tags": meta.tag_count}
         try:
-            await self.redis.set(self._meta_key(bucket, meta.key), json.dumps(record), px=max(1, int(ttl_s * 1000)))
+            stored = await self._put_if_unchanged(
+                keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
+                args=[generation, json.dumps(record), max(1, int(ttl_s * 1000))])
         except (RedisError, OSError) as exc:
             self._down("metadata write", exc)
+            return False
+        return bool(stored)
 
-    async def invalidate(self, bucket: str, key: str) -> None:
-        """A write went through this worker: every worker forgets the key's metadata now."""
+    async def invalidate(self, bucket: str, *keys: str) -> None:
+        """A write went through this worker: every worker forgets the keys' metadata before this returns
+        (or ACK_TIMEOUT_S has passed: a worker that does not answer is logged, not waited for)."""
+        if not keys:
+            return
+        nonce = uuid.uuid4().hex
+        what = f"{bucket}/{keys[0]}" + (f" and {len(keys) - 1} more keys" if len(keys) > 1 else "")
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.delete(self._meta_key(bucket, key))
-                pipe.publish(f"{self.ns}:invalidate", f"{bucket}/{key}")
-                await pipe.execute()
+                for key in keys:
+                    pipe.incr(self._gen_key(bucket, key))
+                    pipe.pexpire(self._gen_key(bucket, key), _GEN_TTL_MS)
+                    pipe.delete(self._meta_key(bucket, key))
+                pipe.publish(f"{self.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
+                subscribers = (await pipe.execute())[-1]
+            deadline = time.monotonic() + ACK_TIMEOUT_S
+            acked = 0
+            while acked < subscribers:
+                left = deadline - time.monotonic()
+                if left <= 0 or await self.redis.blpop([f"{self.ns}:ack:{nonce}"], timeout=left) is None:
+                    log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
+                                what, acked, subscribers, ACK_TIMEOUT_S)
+                    break
+                acked += 1
         except (RedisError, OSError) as exc:
             self._down("invalidation", exc)
 
     async def _subscribe(self) -> None:
-        while True:
+        while not self._stopping:
+            pubsub = self._pubsub = self.redis.pubsub()
             try:
-                pubsub = self.redis.pubsub()
                 await pubsub.subscribe(f"{self.ns}:invalidate")
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
-                    data = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
-                    bucket, _, key = data.partition("/")
-                    self.on_invalidate(bucket, key)
+                    try:
+                        note = json.loads(message["data"])
+                        nonce, bucket, keys = note["n"], note["b"], note["k"]
+                    except (ValueError, KeyError, TypeError):  # not ours to read: drop everything to be safe
+                        log.warning("unreadable invalidation %r: dropping all cached metadata", message["data"][:200])
+                        self.on_invalidate("", "")
+                        continue
+                    for key in keys:
+                        self.on_invalidate(bucket, key)
+                    async with self.redis.pipeline(transaction=False) as pipe:  # dropped: tell the writer
+                        pipe.rpush(f"{self.ns}:ack:{nonce}", self.worker_id)
+                        pipe.pexpire(f"{self.ns}:ack:{nonce}", _ACK_TTL_MS)
+                        await pipe.execute()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self._stopping:
+                    return
                 self._down("invalidation channel", exc)
                 await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()

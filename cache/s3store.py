@@ -1,4 +1,4 @@
-"""An S3 origin (AWS or any S3-compatible endpoint) as under storage, over one pooled httpx client.
+"""An S3 origin (AWS or any S3-compatible endpoint) as under storage, over one pooled HTTP client.
 
 Every call of the under-storage protocol becomes the matching S3 request, signed with SigV4. Idempotent
 calls are retried with backoff on connection failures, timeouts and 500/502/503/504; what still fails
@@ -9,19 +9,22 @@ message that names the origin.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
-import httpx
 from defusedxml import ElementTree
 
 from cache.errors import CODES, S3Error, no_such_bucket, no_such_key
 from cache.listing import MAX_KEYS
+from cache.originhttp import OriginUnreachable, Response, Transport, make_transport
 from cache.s3wire import (
     CHECKSUM_CHARS,
     condition_headers,
+    delete_xml,
     http_epoch,
     iso_epoch,
     meta_from_headers,
@@ -30,6 +33,7 @@ from cache.s3wire import (
     tagging_xml,
     tags_of,
     with_trailer,
+    xml_safe,
 )
 from cache.sigv4 import Signer
 from cache.understore import (
@@ -53,6 +57,16 @@ _STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied",
                  500: "InternalError", 501: "NotImplemented", 503: "ServiceUnavailable"}
 
 
+class Sent:
+    """A 2xx answer of the origin: status, headers (lower-case names) and, unless streamed, the body."""
+
+    __slots__ = ("content", "headers", "response", "status")
+
+    def __init__(self, response: Response, content: bytes) -> None:
+        self.response, self.content = response, content
+        self.headers, self.status = response.headers, response.status
+
+
 class S3Store:
     def __init__(
         self,
@@ -66,6 +80,8 @@ class S3Store:
         retries: int = 3,
         max_connections: int = 64,
         backoff_base_s: float = 0.1,
+        http_client: str = "aiohttp",
+        transport: Transport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         parts = urlsplit(self.endpoint)
@@ -75,20 +91,18 @@ class S3Store:
         self.signer = signer
         self.retries = retries
         self.backoff_base_s = backoff_base_s
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
+                                                read_timeout_s=read_timeout_s, max_connections=max_connections)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.http.aclose()
 
     # ---- the wire ------------------------------------------------------------------------------
 
     def _build(
         self, method: str, bucket: str, key: str, query: Mapping[str, str] | None, headers: Mapping[str, str] | None,
-        body: object = None,
-    ) -> httpx.Request:
+    ) -> tuple[str, str, dict[str, str]]:
+        """(URL, request target, signed headers) of one request."""
         host, base = self.host, self.endpoint
         if self.virtual_host and bucket:  # bucket.host/key
             host = f"{bucket}.{self.host}"
@@ -105,48 +119,50 @@ class S3Store:
         sent = {"host": host, **(headers or {})}
         if self.signer is not None:
             sent = self.signer.sign(method, path, sent)
-        # The request line carries exactly the path that was signed: httpx would drop "." and ".." segments from
-        # the URL (a key "a/../b" would become "b", and a DELETE of "x/.." one of the bucket itself).
-        return self.client.build_request(method, base + path, headers=sent, content=body,  # type: ignore[arg-type]
-                                         extensions={"target": path.encode("ascii")})
+        return base + path, path, sent
 
     async def request(
         self, method: str, bucket: str = "", key: str = "", query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None, body: object = None, stream: bool = False,
+        headers: Mapping[str, str] | None = None, body: Body | bytes | None = None, stream: bool = False,
         idempotent: bool = True,
-    ) -> httpx.Response:
-        """Send one S3 request; returns a 2xx response (streaming if asked) or raises S3Error."""
+    ) -> Sent:
+        """Send one S3 request; returns a 2xx response (its body read, unless stream) or raises S3Error."""
         attempt = 0
         while True:
-            request = self._build(method, bucket, key, query, headers, body)
+            url, target, sent = self._build(method, bucket, key, query, headers)
             try:
-                response = await self.client.send(request, stream=True)
-            except httpx.TransportError as exc:
+                response = await self.http.send(method, url, target, sent, body)
+                content = b"" if stream else await response.read()
+            except OriginUnreachable as exc:
                 if idempotent and attempt < self.retries:
                     attempt += 1
-                    await self._backoff(attempt, f"{method} {request.url.path}: {exc!r}")
+                    await self._backoff(attempt, f"{method} {target}: {exc}")
                     continue
                 raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} is unreachable: "
-                              f"{type(exc).__name__}") from None
-            if response.status_code < 300:
-                if not stream:
-                    await response.aread()
-                return response
-            data = await response.aread() if method != "HEAD" else b""
+                              f"{exc.kind}") from None
+            if response.status < 300:
+                return Sent(response, content)
+            if stream:
+                content = b""
+                if method != "HEAD":
+                    try:
+                        content = await response.read()
+                    except OriginUnreachable:
+                        pass
             await response.aclose()
-            if response.status_code in _RETRY_STATUS and idempotent and attempt < self.retries:
+            if response.status in _RETRY_STATUS and idempotent and attempt < self.retries:
                 attempt += 1
-                await self._backoff(attempt, f"{method} {request.url.path}: HTTP {response.status_code}")
+                await self._backoff(attempt, f"{method} {target}: HTTP {response.status}")
                 continue
-            raise self._error(response, data, bucket, key)
+            raise self._error(response, content, bucket, key)
 
     async def _backoff(self, attempt: int, why: str) -> None:
         delay = self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning("origin request failed (%s); retry %d/%d in %.2fs", why, attempt, self.retries, delay)
         await asyncio.sleep(delay)
 
-    def _error(self, response: httpx.Response, data: bytes, bucket: str, key: str) -> S3Error:
-        status = response.status_code
+    def _error(self, response: Response, data: bytes, bucket: str, key: str) -> S3Error:
+        status = response.status
         code, message = None, ""
         if data:
             try:
@@ -224,13 +240,13 @@ class S3Store:
         response = await self.request("GET", bucket, key, headers={
             "range": f"bytes={start}-{end - 1}", "if-match": f'"{etag}"'}, stream=True)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.response.raw():
                 yield chunk
-        except httpx.TransportError as exc:
+        except OriginUnreachable as exc:
             raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} broke off a read: "
-                          f"{type(exc).__name__}") from None
+                          f"{exc.kind}") from None
         finally:
-            await response.aclose()
+            await response.response.aclose()
 
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
@@ -277,6 +293,32 @@ class S3Store:
 
     async def delete_object(self, bucket: str, key: str) -> None:
         await self.request("DELETE", bucket, key)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others."""
+        outcomes: dict[int, S3Error | None] = {}
+        batch = [i for i, key in enumerate(keys) if xml_safe(key)]
+        if batch:
+            body = delete_xml([keys[i] for i in batch])
+            headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                       "content-type": "application/xml"}
+            # Deleting is idempotent (an absent key counts as deleted): safe to retry.
+            root = parse_xml((await self.request("POST", bucket, query={"delete": ""}, headers=headers,
+                                                 body=body)).content)
+            failed = {}
+            for error in root.iter("Error"):
+                code = error.findtext("Code") or "InternalError"
+                failed[error.findtext("Key") or ""] = S3Error(code, error.findtext("Message") or "",
+                                                              origin_status=None if code in CODES else 500)
+            for i in batch:
+                outcomes[i] = failed.get(keys[i])
+        for i in (i for i in range(len(keys)) if i not in outcomes):
+            try:
+                await self.delete_object(bucket, keys[i])
+                outcomes[i] = None
+            except S3Error as error:
+                outcomes[i] = error
+        return [outcomes[i] for i in range(len(keys))]
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         return tags_of(parse_xml((await self.request("GET", bucket, key, query={"tagging": ""})).content))

@@ -5,6 +5,7 @@ Pure helpers of cache.s3store, kept apart so the client itself is only requests,
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -65,6 +66,20 @@ def object_write_headers(new: NewObject) -> dict[str, str]:
 
 CHECKSUM_CHARS = {"crc32": 8, "crc32c": 8, "crc64nvme": 12, "sha1": 28, "sha256": 44}  # base64 of each digest
 _TRAILER_CHUNK_BYTES = 64 << 10
+
+
+_XML_CHARS = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+def xml_safe(text: str) -> bool:
+    """True when XML 1.0 can carry text (it cannot carry most control characters, whatever the escaping)."""
+    return _XML_CHARS.fullmatch(text) is not None
+
+
+def delete_xml(keys: list[str]) -> bytes:
+    """The body of a DeleteObjects request (not quiet: the answer lists every key's outcome)."""
+    objects = "".join(f"<Object><Key>{escape(key, {chr(13): '&#13;'})}</Key></Object>" for key in keys)
+    return f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{objects}</Delete>'.encode()
 
 
 def with_trailer(body: Body, size: int, checksums: dict[str, str], name: str) -> tuple[Body, int]:

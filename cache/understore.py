@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from cache.errors import S3Error
+
 # Headers S3 stores with an object and returns on GET/HEAD (lower-case, as they travel).
 STORED_HEADERS = (
     "cache-control",
@@ -147,6 +149,9 @@ class UnderStore(Protocol):
         self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
     ) -> ObjectMeta: ...
     async def delete_object(self, bucket: str, key: str) -> None: ...
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        """Delete up to 1000 keys; one outcome per key, in order (None: deleted or absent)."""
+        ...
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]: ...
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...
     async def list_objects(

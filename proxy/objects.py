@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import unquote
 
 from cache.errors import S3Error, invalid_argument
@@ -26,7 +25,6 @@ CHUNK_BYTES = 1 << 20
 LARGE_CHUNK_BYTES = 4 << 20  # for long streams: fewer sends, less CPU per GB
 LARGE_STREAM_BYTES = 16 << 20
 MAX_DELETE_KEYS = 1000
-DELETE_CONCURRENCY = 16  # DeleteObjects: keys deleted at once
 
 
 def _checksum_headers(request: Request, meta: ObjectMeta) -> dict[str, str]:
@@ -152,20 +150,19 @@ async def delete_objects(ctx: Context, request: Request) -> Response:
             raise S3Error("MalformedXML", "Each Object must have a Key")
         items.append((key, child_text(item, "VersionId")))
     await ctx.store.head_bucket(request.bucket)
-    slots = asyncio.Semaphore(DELETE_CONCURRENCY)
-
-    async def delete(key: str, version: str | None) -> str:
+    # Versions other than "null" do not exist in these unversioned buckets; the rest go in one call (one
+    # DeleteObjects request to an S3 origin).
+    wanted = [key for key, version in items if version in (None, "null")]
+    outcomes = iter(await ctx.store.delete_objects(request.bucket, wanted) if wanted else [])
+    results = []
+    for key, version in items:
         version_xml = tag("VersionId", version) if version is not None else ""
-        try:
-            if version not in (None, "null"):
-                raise S3Error("NoSuchVersion", "The specified version does not exist.")
-            async with slots:
-                await ctx.store.delete_object(request.bucket, key)
-        except S3Error as error:
-            return f"<Error>{tag('Key', key)}{version_xml}{tag('Code', error.code)}{tag('Message', error.message)}</Error>"
-        return "" if quiet else f"<Deleted>{tag('Key', key)}{version_xml}</Deleted>"
-
-    # Side by side: against an S3 origin each key is a round trip (a local directory deletes without waiting).
-    results = await asyncio.gather(*(delete(key, version) for key, version in items))
+        error = next(outcomes) if version in (None, "null") else \
+            S3Error("NoSuchVersion", "The specified version does not exist.")
+        if error is not None:
+            results.append(f"<Error>{tag('Key', key)}{version_xml}{tag('Code', error.code)}"
+                           f"{tag('Message', error.message)}</Error>")
+        elif not quiet:
+            results.append(f"<Deleted>{tag('Key', key)}{version_xml}</Deleted>")
     return Response.xml(document("DeleteResult", *(r for r in results if r)))
 

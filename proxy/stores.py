@@ -46,7 +46,7 @@ def _origin(settings: Settings) -> S3Store | None:
     signer = Signer(credentials, o.region) if credentials else None
     return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
                    connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
-                   max_connections=o.max_connections)
+                   max_connections=o.max_connections, http_client=o.http_client)
 
 
 def _mount(settings: Settings, index: int, origin: S3Store | None, fsync: bool) -> Mount:

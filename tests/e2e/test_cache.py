@@ -228,6 +228,66 @@ def test_put_through_s3cache_is_seen_at_once(cached: Worker, counting: CountingP
     assert error_of(exc)[:2] == (404, "NoSuchKey")
 
 
+def test_delete_objects_reaches_the_origin_as_one_request(cached: Worker, counting: CountingProxy, origin_s3: Any,
+                                                          origin_bucket: str) -> None:
+    s3 = make_client(cached.url)
+    keys = [f"many/{i:03d}" for i in range(40)] + ["many/a&b <c>.txt"]
+    for key in keys:
+        origin_s3.put_object(Bucket=origin_bucket, Key=key, Body=key.encode())
+    for key in keys[:3]:  # known to the cache: it must forget them
+        assert get(s3, origin_bucket, key)[0] == key.encode()
+    counting.reset()
+    result = s3.delete_objects(Bucket=origin_bucket, Delete={
+        "Objects": [{"Key": key} for key in keys] + [{"Key": "many/never-was"}, {"Key": "x", "VersionId": "v1"}]})
+    assert sorted(d["Key"] for d in result["Deleted"]) == sorted([*keys, "many/never-was"])
+    assert [(e["Key"], e["Code"]) for e in result.get("Errors", [])] == [("x", "NoSuchVersion")]
+    writes = [(r.method, r.query) for r in seen_under(counting, origin_bucket) if r.method not in ("GET", "HEAD")]
+    assert writes == [("POST", "delete")], "one DeleteObjects at the origin, not a DELETE per key"
+    assert "Contents" not in origin_s3.list_objects_v2(Bucket=origin_bucket, Prefix="many/")
+    for key in keys[:3]:
+        with pytest.raises(ClientError) as exc:
+            s3.get_object(Bucket=origin_bucket, Key=key)
+        assert error_of(exc)[:2] == (404, "NoSuchKey")
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_each_origin_client_carries_every_kind_of_request(client: str, counting: CountingProxy, origin_s3: Any,
+                                                          origin_bucket: str, start_worker: StartWorker) -> None:
+    """The suite runs on the default client; this walks the other one (and the default) through each
+    request shape it sends: HEAD, ranged and whole GETs, a streamed PUT, multipart, a listing, errors, a
+    DeleteObjects."""
+    w = start_worker(counting.url, "--origin-client", client)
+    s3 = make_client(w.url)
+    data = os.urandom(BLOCK + 777)
+    origin_s3.put_object(Bucket=origin_bucket, Key="read.bin", Body=data, Metadata={"who": "origin"})
+    head = s3.head_object(Bucket=origin_bucket, Key="read.bin")
+    assert head["ContentLength"] == len(data) and head["Metadata"] == {"who": "origin"}
+    assert get(s3, origin_bucket, "read.bin")[0] == data
+    part = s3.get_object(Bucket=origin_bucket, Key="read.bin", Range=f"bytes={BLOCK - 5}-{BLOCK + 5}")
+    assert part["Body"].read() == data[BLOCK - 5:BLOCK + 6]
+    written = os.urandom(300_000)
+    s3.put_object(Bucket=origin_bucket, Key="put.bin", Body=written, ContentType="application/x-test")
+    stored = origin_s3.get_object(Bucket=origin_bucket, Key="put.bin")
+    assert stored["Body"].read() == written and stored["ContentType"] == "application/x-test"
+    upload = s3.create_multipart_upload(Bucket=origin_bucket, Key="mp.bin")["UploadId"]
+    pieces = [os.urandom(5 * MIB), os.urandom(1000)]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=origin_bucket, Key="mp.bin", UploadId=upload,
+                                                      PartNumber=n, Body=piece)["ETag"]}
+             for n, piece in enumerate(pieces, start=1)]
+    s3.complete_multipart_upload(Bucket=origin_bucket, Key="mp.bin", UploadId=upload,
+                                 MultipartUpload={"Parts": parts})
+    assert get(s3, origin_bucket, "mp.bin")[0] == b"".join(pieces)
+    listed = s3.list_objects_v2(Bucket=origin_bucket)
+    assert [o["Key"] for o in listed["Contents"]] == ["mp.bin", "put.bin", "read.bin"]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=origin_bucket, Key="absent")
+    assert error_of(exc)[:2] == (404, "NoSuchKey")
+    deleted = s3.delete_objects(Bucket=origin_bucket, Delete={"Objects": [{"Key": k} for k in
+                                                                            ("mp.bin", "put.bin", "read.bin")]})
+    assert len(deleted["Deleted"]) == 3
+    assert "Contents" not in origin_s3.list_objects_v2(Bucket=origin_bucket)
+
+
 # ---- 5. a write at the origin shows after the metadata TTL ----------------------------------------
 
 

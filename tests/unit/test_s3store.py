@@ -4,14 +4,18 @@ them, retries of idempotent calls only, listings decoded, ranged reads pinned to
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 import pytest
+from defusedxml import ElementTree
 
 from cache.errors import S3Error
+from cache.originhttp import HttpxTransport
 from cache.s3store import S3Store
 from cache.sigv4 import Credentials, Signer
 from cache.understore import NewObject, WriteConditions
@@ -41,9 +45,9 @@ class Recorder:
 
 def make_store(recorder: Recorder, *, signer: Signer | None = None, virtual_host: bool = False,
                retries: int = 3) -> S3Store:
-    store = S3Store(ENDPOINT, "us-east-1", signer, virtual_host=virtual_host, retries=retries, backoff_base_s=0.0)
-    store.client = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
-    return store
+    transport = HttpxTransport(httpx.AsyncClient(transport=httpx.MockTransport(recorder)))
+    return S3Store(ENDPOINT, "us-east-1", signer, virtual_host=virtual_host, retries=retries, backoff_base_s=0.0,
+                   transport=transport)
 
 
 def call(store: S3Store, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -473,3 +477,35 @@ def test_read_range_is_retried_on_503() -> None:
             await store.aclose()
 
     assert asyncio.run(go()) == b"0123" and len(recorder.requests) == 2
+
+
+# ---- DeleteObjects ----------------------------------------------------------------------------------
+
+
+def test_delete_objects_is_one_request_with_per_key_outcomes() -> None:
+    keys = ["a.txt", "dir/b&<c>.bin", "line\rbreak", "denied", "a.txt"]
+    answer = (f"<?xml version='1.0' encoding='UTF-8'?><DeleteResult {NS}>"
+              "<Deleted><Key>a.txt</Key></Deleted><Deleted><Key>dir/b&amp;&lt;c&gt;.bin</Key></Deleted>"
+              "<Deleted><Key>line&#13;break</Key></Deleted>"
+              "<Error><Key>denied</Key><Code>AccessDenied</Code><Message>no</Message></Error>"
+              "</DeleteResult>").encode()
+    recorder = Recorder(lambda request: httpx.Response(200, content=answer))
+    outcomes = call(make_store(recorder), "delete_objects", "bkt", keys)
+    assert len(recorder.requests) == 1
+    request, body = recorder.last, recorder.bodies[0]
+    assert (request.method, request.url.raw_path) == ("POST", b"/bkt?delete")
+    assert request.headers["content-md5"] == base64.b64encode(hashlib.md5(body).digest()).decode()
+    sent = [key.text for key in ElementTree.fromstring(body).iter("{http://s3.amazonaws.com/doc/2006-03-01/}Key")]
+    assert sent == keys  # "&", "<" and a carriage return survive the trip
+    assert [o.code if o else None for o in outcomes] == [None, None, None, "AccessDenied", None]
+    assert outcomes[3] is not None and outcomes[3].message == "no"
+
+
+def test_keys_xml_cannot_carry_are_deleted_one_by_one() -> None:
+    keys = ["fine", "bell\x07key"]
+    recorder = Recorder(lambda request: httpx.Response(
+        200, content=f"<DeleteResult {NS}><Deleted><Key>fine</Key></Deleted></DeleteResult>".encode())
+        if request.method == "POST" else httpx.Response(204))
+    assert call(make_store(recorder), "delete_objects", "bkt", keys) == [None, None]
+    assert [(r.method, r.url.raw_path) for r in recorder.requests] == [("POST", b"/bkt?delete"),
+                                                                        ("DELETE", b"/bkt/bell%07key")]
