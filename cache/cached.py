@@ -90,13 +90,28 @@ class CachedStore:
             for entry in [k for k in self._lists if k[0] == bucket]:
                 del self._lists[entry]
 
+    def forget_origin(self, target: str, key: str) -> None:
+        """Another worker wrote target/key (origin names): forget it under every name it has here."""
+        if not target:
+            self.forget("", "")
+            return
+        for bucket, name in self.namespace.client_names(target, key):
+            self.forget(bucket, name)
+
     async def invalidate(self, bucket: str, *keys: str) -> None:
         """A write went through here: forget the keys, and have every other worker forget them too, before
-        the write is answered (read-after-write holds on every worker)."""
+        the write is answered (read-after-write holds on every worker). Workers share metadata by origin
+        name, so one whose mounts call the bucket differently (a sidecar's input) hears of it too."""
         for key in keys:
             self.forget(bucket, key)
-        if self.registry is not None:
-            await self.registry.invalidate(bucket, *keys)
+        if self.registry is None or not keys:
+            return
+        try:
+            mount = self.namespace.mount(bucket)
+        except S3Error:
+            return  # no such bucket: nothing was written, nothing is cached
+        if mount.cached:
+            await self.registry.invalidate(mount.target, *(mount.key(key) for key in keys))
 
     # ---- reads ---------------------------------------------------------------------------------
 
@@ -114,11 +129,14 @@ class CachedStore:
 
     async def _learn(self, bucket: str, key: str) -> ObjectMeta:
         generation = self._generation
-        meta, shared = await self.registry.get_meta(bucket, key) if self.registry is not None else (None, None)
-        if meta is None:
+        target, origin_key = self.namespace.origin_name(bucket, key)
+        meta, shared = await self.registry.get_meta(target, origin_key) if self.registry is not None else (None, None)
+        if meta is not None:
+            meta = replace(meta, key=key)
+        else:
             meta = await self.namespace.head_object(bucket, key)
             if self.registry is not None and generation == self._generation:
-                await self.registry.put_meta(bucket, meta, self.metadata_ttl_s, shared)
+                await self.registry.put_meta(target, replace(meta, key=origin_key), self.metadata_ttl_s, shared)
         if generation == self._generation:  # no write was invalidated meanwhile: safe to remember
             self._meta[(bucket, key)] = (time.monotonic() + self.metadata_ttl_s, meta)
             self._meta.move_to_end((bucket, key))

@@ -67,6 +67,15 @@ class Namespace:
         m = self.mount(bucket)
         return m.target, m.key(key)
 
+    def client_names(self, target: str, key: str) -> list[tuple[str, str]]:
+        """Every (bucket, key) through which clients of this worker see the cached object target/key: the
+        inverse of origin_name, for invalidations that arrive by origin name."""
+        names = [(m.bucket, m.unkey(key)) for m in self.mounts.values()
+                 if m.cached and m.target == target and key.startswith(m.prefix)]
+        if self.default_store is not None and self.default_cached and target not in self.mounts:
+            names.append((target, key))  # passed through under its own name
+        return names
+
     # ---- buckets -------------------------------------------------------------------------------
 
     async def list_buckets(self) -> list[BucketInfo]:

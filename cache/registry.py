@@ -1,6 +1,7 @@
 """The Redis placement map shared by the workers: membership, block holders, object metadata, invalidation.
 
-Keys (``<ns>`` is the namespace, "s3cache" by default)::
+Keys (``<ns>`` is the namespace, "s3cache" by default; buckets and keys are the origin's, whatever a
+member's mounts call them)::
 
     <ns>:workers                 ZSET  worker id -> expiry (unix s): the live set is what has not expired
     <ns>:worker:<id>             HASH  url, capacity, used, blocks, hits, misses (expires with the heartbeat)

@@ -125,7 +125,7 @@ def build_stack(settings: Settings) -> Stack:
     stack = Stack(store, namespace, blocks, reader, registry, cluster)
     if registry is not None and cluster is not None and peers is not None:
         blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
-        registry.on_invalidate = store.forget
+        registry.on_invalidate = store.forget_origin
         registry.on_reconnect = _held_blocks(blocks)
         stack.starters.append(lambda: registry.start(cluster.registered, c.block_size_bytes))
         stack.closers += [registry.stop, peers.aclose]

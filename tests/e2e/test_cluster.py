@@ -332,6 +332,38 @@ class TestProxyMode:
             assert r.status_code == 404 and b"NoSuchKey" in r.content, wid
             assert httpx.head(rig.object_url(wid, key), timeout=10).status_code == 404
 
+    def test_members_mounting_the_bucket_under_another_name_share_metadata_and_writes(self, proxy_rig: Rig) -> None:
+        """A worker that mounts rig.bucket/mnt/ as bucket "lab" (a sidecar's input, say) and the others share
+        the object's metadata and hear of each other's writes: both go by the origin's names."""
+        rig = proxy_rig
+        mounted = rig.worker("mnt", "--mount", f"lab=s3://{rig.bucket}/mnt/")
+        rig.workers["mnt"] = mounted
+        try:
+            mounted.start()
+            lab, plain = s3_client(mounted.url), s3_client(rig.url("w1"))
+            versions = [os.urandom(BLOCK + 10) for _ in range(3)]
+            etags = [hashlib.md5(v).hexdigest() for v in versions]
+            s3_client(rig.url("w0")).put_object(Bucket=rig.bucket, Key="mnt/x", Body=versions[0])
+            rig.counting.reset()
+            assert lab.get_object(Bucket="lab", Key="x")["Body"].read() == versions[0]
+            assert plain.head_object(Bucket=rig.bucket, Key="mnt/x")["ETag"] == f'"{etags[0]}"'
+            heads = [r for r in rig.counting.requests() if r.method == "HEAD" and r.path.endswith("/mnt/x")]
+            assert len(heads) == 1, "the second name found the metadata the first one shared"
+            plain.put_object(Bucket=rig.bucket, Key="mnt/x", Body=versions[1])  # a write under the origin's name
+            got = lab.get_object(Bucket="lab", Key="x")
+            assert got["ETag"] == f'"{etags[1]}"' and got["Body"].read() == versions[1]
+            lab.put_object(Bucket="lab", Key="x", Body=versions[2])  # and one under the mount's name
+            for wid in IDS:
+                got = s3_client(rig.url(wid)).get_object(Bucket=rig.bucket, Key="mnt/x")
+                assert got["ETag"] == f'"{etags[2]}"' and got["Body"].read() == versions[2], wid
+            lab.delete_object(Bucket="lab", Key="x")
+            for wid in IDS:
+                r = httpx.get(rig.object_url(wid, "mnt/x"), timeout=10)
+                assert r.status_code == 404 and b"NoSuchKey" in r.content, wid
+        finally:
+            mounted.stop()
+            del rig.workers["mnt"]
+
     def test_peer_requests_need_the_cluster_secret(self, proxy_rig: Rig) -> None:
         rig, key = proxy_rig, "small"
         query = urlencode({"b": rig.bucket, "k": key, "e": rig.etags[key], "s": len(rig.objects[key]), "i": 0,

@@ -412,3 +412,17 @@ def test_copy_between_two_directory_stores(tmp_path: Path) -> None:
 
     run(go())
     assert (tmp_path / "two" / "right" / "copied" / "dst.bin").read_bytes() == data
+
+
+def test_client_names_invert_origin_name() -> None:
+    """An invalidation arrives by origin name: every name this worker serves the object under is forgotten."""
+    default = origin()
+    ns = Namespace([Mount("data", default, "origin-bkt", "pre/"), Mount("raw", default, "origin-bkt"),
+                    Mount("local", FakeStore({}), "origin-bkt", cached=False),
+                    Mount("origin-bkt", default, "elsewhere")], default, default_cached=True)
+    assert sorted(ns.client_names("origin-bkt", "pre/a/b")) == [("data", "a/b"), ("raw", "pre/a/b")]
+    assert ns.client_names("origin-bkt", "other") == [("raw", "other")]  # outside data's prefix; "local" is not cached
+    assert ns.client_names("plain", "k") == [("plain", "k")]  # passed through under its own name
+    assert sorted(ns.client_names("elsewhere", "k")) == [("elsewhere", "k"), ("origin-bkt", "k")]
+    for bucket, key in [("data", "a/b"), ("raw", "x"), ("plain", "k")]:
+        assert (bucket, key) in ns.client_names(*ns.origin_name(bucket, key))
