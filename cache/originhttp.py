@@ -15,6 +15,8 @@ as OriginUnreachable.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
@@ -91,10 +93,12 @@ class HttpxTransport:
         self.client = client
 
     @classmethod
-    def pooled(cls, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> HttpxTransport:
+    def pooled(cls, connect_timeout_s: float, read_timeout_s: float, max_connections: int,
+               tls: ssl.SSLContext) -> HttpxTransport:
         return cls(httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            verify=tls,
         ))
 
     async def send(self, method: str, url: str, target: str, headers: Mapping[str, str], body: Body) -> Response:
@@ -164,16 +168,19 @@ class _Source:
 
 
 class AiohttpTransport:
-    def __init__(self, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> None:
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float, max_connections: int,
+                 tls: ssl.SSLContext) -> None:
         self._settings = (connect_timeout_s, read_timeout_s, max_connections)
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:  # inside the event loop, on first use
         connect_timeout_s, read_timeout_s, max_connections = self._settings
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections),
+            connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ssl=self._tls),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s),
-            auto_decompress=False, skip_auto_headers=_SKIP_AUTO, cookie_jar=aiohttp.DummyCookieJar())
+            auto_decompress=False, skip_auto_headers=_SKIP_AUTO, cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True)  # HTTPS_PROXY / NO_PROXY, as httpx and the AWS SDKs honour them
         return self._session
 
     async def send(self, method: str, url: str, target: str, headers: Mapping[str, str], body: Body) -> Response:
@@ -196,10 +203,17 @@ class AiohttpTransport:
 CLIENTS = ("aiohttp", "httpx")
 
 
-def make_transport(name: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> Transport:
+def tls_context(ca_bundle: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """Verification of an https origin: the given CA bundle, else the system's store."""
+    return ssl.create_default_context(cafile=os.fspath(ca_bundle) if ca_bundle else None)
+
+
+def make_transport(name: str, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int,
+                   ca_bundle: str | os.PathLike[str] | None = None) -> Transport:
     """The one place an origin client is built."""
+    tls = tls_context(ca_bundle)
     if name == "httpx":
-        return HttpxTransport.pooled(connect_timeout_s, read_timeout_s, max_connections)
+        return HttpxTransport.pooled(connect_timeout_s, read_timeout_s, max_connections, tls)
     if name == "aiohttp":
-        return AiohttpTransport(connect_timeout_s, read_timeout_s, max_connections)
+        return AiohttpTransport(connect_timeout_s, read_timeout_s, max_connections, tls)
     raise ValueError(f"unknown origin HTTP client {name!r} (one of {', '.join(CLIENTS)})")

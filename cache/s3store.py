@@ -12,6 +12,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit
@@ -81,6 +82,7 @@ class S3Store:
         max_connections: int = 64,
         backoff_base_s: float = 0.1,
         http_client: str = "aiohttp",
+        ca_bundle: str | os.PathLike[str] | None = None,
         transport: Transport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
@@ -92,7 +94,8 @@ class S3Store:
         self.retries = retries
         self.backoff_base_s = backoff_base_s
         self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
-                                                read_timeout_s=read_timeout_s, max_connections=max_connections)
+                                                read_timeout_s=read_timeout_s, max_connections=max_connections,
+                                                ca_bundle=ca_bundle)
 
     async def aclose(self) -> None:
         await self.http.aclose()

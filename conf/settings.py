@@ -71,6 +71,8 @@ class OriginSettings(_Section):
     read_timeout_s: float = Field(60.0, gt=0, description="Read timeout of origin requests.")
     retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling).")
     max_connections: int = Field(64, ge=1, description="Pooled connections to the origin.")
+    ca_bundle: Path | None = Field(None, description="PEM file of the certificate authorities trusted for an https "
+                                   "origin; unset = AWS_CA_BUNDLE, else the system's store.")
     http_client: Literal["aiohttp", "httpx"] = Field("aiohttp", description="HTTP library of the origin client: "
                                                      "aiohttp (default: a fraction of httpx's CPU per request, see "
                                                      "benchmarks/cold_warm.py) or httpx.")

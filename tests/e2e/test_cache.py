@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +28,7 @@ from cache.blocks import PAGE_BYTES, decode_header
 from cache.reader import block_id
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
-from tests.harness import Worker
+from tests.harness import Worker, free_port, stop_process
 from tests.origin import CountingProxy, MotoOrigin, Seen
 
 MIB = 1 << 20
@@ -286,6 +288,97 @@ def test_each_origin_client_carries_every_kind_of_request(client: str, counting:
                                                                             ("mp.bin", "put.bin", "read.bin")]})
     assert len(deleted["Deleted"]) == 3
     assert "Contents" not in origin_s3.list_objects_v2(Bucket=origin_bucket)
+
+
+def make_tls_material(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate for 127.0.0.1 signed by it: (CA, certificate, key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=s3cache test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "origin.key", "-out", "origin.csr",
+            "-subj", "/CN=127.0.0.1")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "origin.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "origin.pem", "-days", "2", "-extfile", "san.ext")
+    return directory / "ca.pem", directory / "origin.pem", directory / "origin.key"
+
+
+@pytest.fixture(scope="module")
+def tls_origin(counting: CountingProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The origin behind nginx terminating TLS with a certificate of a private CA: (https URL, CA file)."""
+    directory = tmp_path_factory.mktemp("tls")
+    directory.chmod(0o755)  # nginx's workers run unprivileged
+    ca, cert, key = make_tls_material(directory)
+    port = free_port()
+    (directory / "nginx.conf").write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass {counting.url};
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(directory / "nginx.conf"), "-p", str(directory)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                httpx.get(f"https://127.0.0.1:{port}/", verify=ssl.create_default_context(cafile=ca), timeout=1)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "nginx (TLS) did not start"
+                time.sleep(0.05)
+        yield f"https://127.0.0.1:{port}", ca
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_https_origin_is_verified_against_the_configured_ca(client: str, tls_origin: tuple[str, Path],
+                                                            origin_s3: Any, origin_bucket: str,
+                                                            start_worker: StartWorker) -> None:
+    url, ca = tls_origin
+    data = os.urandom(BLOCK + 99)
+    origin_s3.put_object(Bucket=origin_bucket, Key="tls.bin", Body=data)
+    trusting = start_worker(url, "--origin-client", client, env={"AWS_CA_BUNDLE": str(ca)})
+    s3 = make_client(trusting.url)
+    assert get(s3, origin_bucket, "tls.bin")[0] == data
+    s3.put_object(Bucket=origin_bucket, Key="up.bin", Body=data[:1000])
+    assert origin_s3.get_object(Bucket=origin_bucket, Key="up.bin")["Body"].read() == data[:1000]
+    # The system's store does not know this CA: the origin is refused, and the client is told why.
+    doubting = start_worker(url, "--origin-client", client, env={"AWS_CA_BUNDLE": ""})
+    r = httpx.get(f"{doubting.url}/{origin_bucket}/tls.bin", timeout=30)
+    assert r.status_code == 503 and b"<Code>ServiceUnavailable</Code>" in r.content, r.text
+    assert url.encode() in r.content
+
+
+def test_an_unreadable_ca_bundle_fails_at_start_naming_the_key(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--port", "0", "--origin", "https://127.0.0.1:9",
+                           "--data", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "c")],
+                          env={**os.environ, "AWS_CA_BUNDLE": str(tmp_path / "missing.pem")},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "AWS_CA_BUNDLE" in proc.stderr and "missing.pem" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 # ---- 5. a write at the origin shows after the metadata TTL ----------------------------------------
