@@ -98,6 +98,33 @@ def render_nginx_conf(upstreams: list[str], port: int, shipped: Path = SHIPPED_N
     return text
 
 
+def start_nginx(w: Path, http_conf: str) -> subprocess.Popen[bytes]:
+    """nginx in the foreground (one worker process) with http_conf inside its http block; its files live in w,
+    which its unprivileged workers must be able to reach."""
+    (w / "nginx.conf").write_text(f"""\
+worker_processes 1;
+daemon off;
+pid {w}/nginx.pid;
+error_log {w}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {w}/access.log;
+    client_body_temp_path {w}/client_body;
+    proxy_temp_path {w}/proxy_temp;
+    fastcgi_temp_path {w}/fastcgi_temp;
+    uwsgi_temp_path {w}/uwsgi_temp;
+    scgi_temp_path {w}/scgi_temp;
+    {http_conf}
+}}
+""")
+    (w / "nginx.conf").chmod(0o644)
+    log = open(w / "stderr.log", "ab")
+    proc = subprocess.Popen(["nginx", "-c", str(w / "nginx.conf"), "-p", str(w), "-e", str(w / "error.log")],
+                            stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    return proc
+
+
 @dataclass
 class Nginx:
     """nginx in the foreground (one worker process) with the shipped s3cache.conf in its http block."""
@@ -120,28 +147,8 @@ class Nginx:
         self.workdir.chmod(0o755)
         w = self.workdir
         (w / "s3cache.conf").write_text(render_nginx_conf(self.upstreams, self.port))
-        (w / "nginx.conf").write_text(f"""\
-worker_processes 1;
-daemon off;
-pid {w}/nginx.pid;
-error_log {w}/error.log info;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {w}/access.log;
-    client_body_temp_path {w}/client_body;
-    proxy_temp_path {w}/proxy_temp;
-    fastcgi_temp_path {w}/fastcgi_temp;
-    uwsgi_temp_path {w}/uwsgi_temp;
-    scgi_temp_path {w}/scgi_temp;
-    include {w}/s3cache.conf;
-}}
-""")
-        for name in ("nginx.conf", "s3cache.conf"):
-            (w / name).chmod(0o644)
-        log = open(w / "stderr.log", "ab")
-        self.proc = subprocess.Popen(["nginx", "-c", str(w / "nginx.conf"), "-p", str(w), "-e", str(w / "error.log")],
-                                     stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        (w / "s3cache.conf").chmod(0o644)
+        self.proc = start_nginx(w, f"include {w}/s3cache.conf;")
         _wait_port(self.port, self.proc)
         wait_http(self.url + "/_s3cache/healthz", proc=self.proc)
         return self

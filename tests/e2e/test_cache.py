@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import shutil
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from botocore.exceptions import ClientError
 
 from cache.blocks import PAGE_BYTES, decode_header
 from cache.reader import block_id
+from tests.cluster import start_nginx
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
 from tests.harness import Worker, free_port, stop_process
@@ -305,22 +308,13 @@ def make_tls_material(directory: Path) -> tuple[Path, Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def tls_origin(counting: CountingProxy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def tls_origin(counting: CountingProxy) -> Iterator[tuple[str, Path]]:
     """The origin behind nginx terminating TLS with a certificate of a private CA: (https URL, CA file)."""
-    directory = tmp_path_factory.mktemp("tls")
-    directory.chmod(0o755)  # nginx's workers run unprivileged
+    directory = Path(tempfile.mkdtemp(prefix="s3cache-tls-"))  # outside pytest's 0700 tree: nginx's workers reach it
+    directory.chmod(0o755)
     ca, cert, key = make_tls_material(directory)
     port = free_port()
-    (directory / "nginx.conf").write_text(f"""\
-worker_processes 1;
-daemon off;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/body;
-    proxy_temp_path {directory}/proxy;
+    proc = start_nginx(directory, f"""
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
@@ -334,11 +328,7 @@ http {{
             proxy_buffering off;
             proxy_request_buffering off;
         }}
-    }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(directory / "nginx.conf"), "-p", str(directory)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    }}""")
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -351,6 +341,7 @@ http {{
         yield f"https://127.0.0.1:{port}", ca
     finally:
         stop_process(proc)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.mark.parametrize("client", ["aiohttp", "httpx"])
