@@ -99,6 +99,8 @@ class Registry:
         self._pending_remove: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: PubSub | None = None
+        self.invalidations = 0  # published by this worker
+        self.unacknowledged = 0  # of those, how many some worker did not acknowledge in time
         self._stopping = False
         self.on_invalidate: Callable[[str, str], None] = lambda bucket, key: None
         self.on_reconnect: Callable[[], Awaitable[Iterable[str]]] | None = None  # -> ids of blocks held
@@ -365,6 +367,7 @@ class Registry:
                     pipe.delete(self._meta_key(bucket, key))
                 pipe.publish(f"{self.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
                 subscribers = (await pipe.execute())[-1]
+            self.invalidations += 1
             deadline = time.monotonic() + ACK_TIMEOUT_S
             acked = 0
             while acked < subscribers:
@@ -372,6 +375,7 @@ class Registry:
                 if left <= 0 or await self.redis.blpop([f"{self.ns}:ack:{nonce}"], timeout=left) is None:
                     log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
                                 what, acked, subscribers, ACK_TIMEOUT_S)
+                    self.unacknowledged += 1
                     break
                 acked += 1
         except (RedisError, OSError) as exc:

@@ -85,3 +85,8 @@ class Metrics:
             yield GaugeMetricFamily("s3cache_cluster_workers", "Live workers in the cluster",
                                     value=len(stack.registry.members))
             yield GaugeMetricFamily("s3cache_redis_up", "1 when Redis answers", value=int(stack.registry.healthy))
+            yield CounterMetricFamily("s3cache_invalidations", "Invalidations this worker published for its writes",
+                                      value=stack.registry.invalidations)
+            yield CounterMetricFamily("s3cache_invalidations_unacknowledged", "Invalidations some worker did not "
+                                      "acknowledge in time (a stalled or partitioned worker)",
+                                      value=stack.registry.unacknowledged)

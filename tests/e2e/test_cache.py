@@ -31,7 +31,7 @@ from cache.reader import block_id
 from tests.cluster import start_nginx
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
-from tests.harness import Worker, free_port, stop_process
+from tests.harness import Worker, free_port, scrape, stop_process
 from tests.origin import CountingProxy, MotoOrigin, Seen
 
 MIB = 1 << 20
@@ -370,6 +370,36 @@ def test_an_unreadable_ca_bundle_fails_at_start_naming_the_key(tmp_path: Path) -
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "AWS_CA_BUNDLE" in proc.stderr and "missing.pem" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_prometheus_metrics_count_requests_bytes_hits_and_origin_fetches(counting: CountingProxy, origin_s3: Any,
+                                                                         origin_bucket: str,
+                                                                         start_worker: StartWorker) -> None:
+    capacity = 64 * MIB
+    w = start_worker(counting.url, capacity=str(capacity))
+    s3 = make_client(w.url)
+    data = os.urandom(2 * BLOCK + 5)  # three blocks
+    origin_s3.put_object(Bucket=origin_bucket, Key="m.bin", Body=data)
+    assert get(s3, origin_bucket, "m.bin")[0] == data  # cold: three misses, three origin fetches
+    assert get(s3, origin_bucket, "m.bin")[0] == data  # warm: three hits
+    with pytest.raises(ClientError):
+        s3.get_object(Bucket=origin_bucket, Key="absent")
+    deadline = time.monotonic() + 5  # a request is counted just after its last byte went out
+    while (m := scrape(w.url)).get(("s3cache_requests_total", (("operation", "GetObject"), ("status", "404")))) != 1:
+        assert time.monotonic() < deadline, m
+        time.sleep(0.05)
+    get_ok = ("s3cache_requests_total", (("operation", "GetObject"), ("status", "200")))
+    assert m[get_ok] == 2
+    assert m[("s3cache_response_bytes_total", (("operation", "GetObject"),))] >= 2 * len(data)
+    assert m[("s3cache_request_duration_seconds_count", (("operation", "GetObject"),))] == 3
+    assert m[("s3cache_request_duration_seconds_bucket", (("le", "+Inf"), ("operation", "GetObject")))] == 3
+    # Six block reads: the cold read misses block 0, and blocks 1 and 2 too unless read-ahead has landed them first.
+    hits, misses = m[("s3cache_cache_hits_total", ())], m[("s3cache_cache_misses_total", ())]
+    assert hits + misses == 6 and 1 <= misses <= 3, (hits, misses)
+    assert m[("s3cache_origin_block_fetches_total", ())] == 3
+    assert m[("s3cache_cache_blocks", ())] == 3 and m[("s3cache_cache_capacity_bytes", ())] == capacity
+    assert len(data) < m[("s3cache_cache_used_bytes", ())] < len(data) + 3 * 4096  # the data and three headers
+    assert len(counting.object_gets(f"/{origin_bucket}/m.bin")) == 3
 
 
 # ---- 5. a write at the origin shows after the metadata TTL ----------------------------------------

@@ -37,7 +37,7 @@ from botocore.config import Config
 from cache.placement import owner
 from cache.reader import block_id
 from tests.cluster import Nginx, RedisServer
-from tests.harness import Worker, free_port, wait_http
+from tests.harness import Worker, free_port, scrape, wait_http
 from tests.origin import CountingProxy, MotoOrigin
 
 pytestmark = pytest.mark.slow
@@ -363,6 +363,23 @@ class TestProxyMode:
         finally:
             mounted.stop()
             del rig.workers["mnt"]
+            rig.wait_membership(IDS)  # the next test finds the three workers it expects
+
+    def test_prometheus_metrics_show_the_cluster(self, proxy_rig: Rig) -> None:
+        rig, key = proxy_rig, "odd"
+        rig.wait_membership(IDS)
+        read_all(rig, "w0", key)
+        held = rig.wait_published(key)
+        asker = min(IDS, key=lambda wid: sum(wid in h for h in held.values()))  # holds at most 2 of the 6 blocks
+        before = scrape(rig.url(asker))
+        read_all(rig, asker, key)
+        s3_client(rig.url(asker)).put_object(Bucket=rig.bucket, Key="metrics/x", Body=b"x")
+        after = scrape(rig.url(asker))
+        assert after[("s3cache_cluster_workers", ())] == 3 and after[("s3cache_redis_up", ())] == 1
+        assert after[("s3cache_peer_block_reads_total", ())] > before[("s3cache_peer_block_reads_total", ())], \
+            "the other workers' blocks came over the peer hop"
+        assert after[("s3cache_invalidations_total", ())] == before[("s3cache_invalidations_total", ())] + 1
+        assert after[("s3cache_invalidations_unacknowledged_total", ())] == 0
 
     def test_peer_requests_need_the_cluster_secret(self, proxy_rig: Rig) -> None:
         rig, key = proxy_rig, "small"

@@ -99,6 +99,7 @@ def test_a_write_returns_only_after_every_worker_dropped_the_key(members: list[M
         assert [(b, k) for b, k, _ in member.dropped] == [("bkt", "dir/a key")], member.registry.worker_id
         assert member.dropped[0][2] <= returned
     assert returned - before >= 0.25, "the write did not wait for the stalled worker"
+    assert (writer.registry.invalidations, writer.registry.unacknowledged) == (1, 0)
 
 
 def test_a_stalled_worker_delays_a_write_by_the_ack_timeout_at_most(members: list[Member]) -> None:
@@ -108,6 +109,7 @@ def test_a_stalled_worker_delays_a_write_by_the_ack_timeout_at_most(members: lis
     writer.thread.run(writer.registry.invalidate("bkt", "k"))
     waited = time.monotonic() - before
     assert ACK_TIMEOUT_S * 0.9 <= waited < ACK_TIMEOUT_S + 0.5, waited
+    assert (writer.registry.invalidations, writer.registry.unacknowledged) == (1, 1)
     assert stalled.dropped == []
     deadline = time.monotonic() + 3
     while not stalled.dropped:  # it catches up once it runs again
