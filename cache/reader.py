@@ -2,7 +2,8 @@
 
 A miss starts one fill per block (single-flight: every concurrent reader of that block waits on the
 same fill). The fill streams the block-aligned range from the origin into one buffer of the block's size,
-handing bytes to waiting readers as they arrive, then writes that buffer (no copy) to the block store. A sequential
+handing bytes to waiting readers as they arrive (in pieces of up to 256 KiB: fewer, larger sends), then
+writes that buffer (no copy) to the block store. A sequential
 reader starts fills of the next blocks ahead of need (read-ahead). Memory is bounded by the number of
 fills in flight times the block size; no whole object is ever held.
 """
@@ -25,6 +26,7 @@ log = logging.getLogger("s3cache.reader")
 
 Fetch = Callable[[str, str, str, int, int], AsyncIterator[bytes]]  # bucket, key, etag, start, end
 _SEQUENTIAL_TRACKED = 4096
+_FILL_PIECE_BYTES = 256 << 10  # a reader of a block being filled takes it in pieces this big (or what is left)
 
 
 def block_id(bucket: str, key: str, etag: str, index: int, block_size: int) -> str:
@@ -215,7 +217,7 @@ class BlockReader:
         fill = self._fill(bucket, meta, index)
         position = lo
         while position < hi:
-            await fill.wait_for(min(hi, position + 1))
+            await fill.wait_for(min(hi, position + _FILL_PIECE_BYTES))
             available = min(hi, fill.filled, position + chunk_bytes)
             if available <= position:
                 raise S3Error("InternalError", "A block fill ended early")
