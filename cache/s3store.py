@@ -12,8 +12,8 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
 import random
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
@@ -61,11 +61,18 @@ _STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied",
 class Sent:
     """A 2xx answer of the origin: status, headers (lower-case names) and, unless streamed, the body."""
 
-    __slots__ = ("content", "headers", "response", "status")
+    __slots__ = ("content", "response")
 
     def __init__(self, response: Response, content: bytes) -> None:
         self.response, self.content = response, content
-        self.headers, self.status = response.headers, response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    @property
+    def status(self) -> int:
+        return self.response.status
 
 
 class S3Store:
@@ -82,7 +89,7 @@ class S3Store:
         max_connections: int = 64,
         backoff_base_s: float = 0.1,
         http_client: str = "aiohttp",
-        ca_bundle: str | os.PathLike[str] | None = None,
+        tls: ssl.SSLContext | None = None,
         transport: Transport | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
@@ -95,7 +102,7 @@ class S3Store:
         self.backoff_base_s = backoff_base_s
         self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
                                                 read_timeout_s=read_timeout_s, max_connections=max_connections,
-                                                ca_bundle=ca_bundle)
+                                                tls=tls)
 
     async def aclose(self) -> None:
         await self.http.aclose()

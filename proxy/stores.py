@@ -45,18 +45,16 @@ def _origin(settings: Settings) -> S3Store | None:
     if not o.endpoint:
         return None
     ca_bundle = o.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
-    if ca_bundle is not None:
-        try:
-            tls_context(ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
-            source = "origin.ca_bundle" if o.ca_bundle else "AWS_CA_BUNDLE (origin.ca_bundle unset)"
-            raise ConfigError(f"{source}: cannot load CA certificates from {ca_bundle}: {exc}") from None
+    try:
+        tls = tls_context(ca_bundle)  # loaded once, here, so a bad bundle is a configuration error
+    except (OSError, ssl.SSLError) as exc:
+        source = "origin.ca_bundle" if o.ca_bundle else "AWS_CA_BUNDLE (origin.ca_bundle unset)"
+        raise ConfigError(f"{source}: cannot load CA certificates from {ca_bundle}: {exc}") from None
     credentials = resolve_credentials(o.access_key_id, o.secret_access_key, os.environ, o.profile)
     signer = Signer(credentials, o.region) if credentials else None
     return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
                    connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
-                   max_connections=o.max_connections, http_client=o.http_client,
-                   ca_bundle=ca_bundle)
+                   max_connections=o.max_connections, http_client=o.http_client, tls=tls)
 
 
 def _mount(settings: Settings, index: int, origin: S3Store | None, fsync: bool) -> Mount:
