@@ -1,7 +1,7 @@
 """Hit ratios of the block store's eviction policies (LRU, S3-FIFO from cache/eviction.py) on synthetic traces.
 
 A pure simulation, no servers: each trace is a sequence of block ids; a cache of a fixed number of equal
-blocks serves it the way cache.blocks.BlockStore drives a policy (a hit touches the block; a miss evicts
+blocks serves it the way cache.blocks.store.BlockStore drives a policy (a hit touches the block; a miss evicts
 victims until the new block fits, then inserts it). Traces:
 
 - ``zipf-A``: Zipf popularity with exponent A over ``--blocks`` ids (popularity rank shuffled over the ids);
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.rig import header, write_report
-from cache.eviction import LRU, S3FIFO, EvictionPolicy
+from cache.blocks.eviction import LRU, S3FIFO, EvictionPolicy
 
 POLICIES: dict[str, Callable[[], EvictionPolicy]] = {"LRU": LRU, "S3-FIFO": S3FIFO}
 

@@ -17,19 +17,19 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from cache.errors import S3Error
-from cache.peers import PEER_PATH
+from cache.cluster.peers import PEER_PATH
+from cache.s3.errors import S3Error
 from conf.settings import Settings
 from proxy.auth import authenticate
 from proxy.context import Context
 from proxy.errors import error_response, internal_error
-from proxy.forward import check_token, redirect
 from proxy.http import Receive, Request, Response, Scope, Send, send_response
 from proxy.metrics import Metrics
 from proxy.operations import HANDLERS, resolve
 from proxy.peer import serve_peer
 from proxy.policy import authorize
-from proxy.stores import Stack, advertised_url, build_stack
+from proxy.redirect import check_token, redirect
+from proxy.stack import Stack, advertised_url, build_stack
 
 ADMIN_PREFIX = "/_s3cache/"
 SETTINGS_ENV = "S3CACHE__SETTINGS_JSON"  # how `serve --processes N` hands settings to worker processes

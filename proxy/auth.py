@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 from conf.settings import AuthSettings
 from proxy.sigv4verify import verify
 

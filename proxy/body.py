@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from awscrt import checksums as crt
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 from proxy.http import MAX_SINGLE_PUT_BYTES, Request
 from proxy.xml import MAX_XML_BODY_BYTES
 

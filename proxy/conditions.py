@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-from cache.errors import S3Error
-from cache.understore import ObjectMeta
+from cache.s3.errors import S3Error
+from cache.s3.model import ObjectMeta
 from proxy.xml import http_time
 
 _CONDITION_HEADERS = {

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cache.namespace import Namespace
-from cache.understore import UnderStore
+from cache.storage.base import UnderStore
+from cache.storage.namespace import Namespace
 from conf.settings import Settings
 
 if TYPE_CHECKING:
-    from proxy.stores import Stack
+    from proxy.stack import Stack
 
 OWNER_ID = "s3cache"
 

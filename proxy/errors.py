@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 from proxy.http import Response
 from proxy.xml import document, tag
 

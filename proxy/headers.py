@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
-from cache.errors import S3Error, invalid_argument
-from cache.understore import (
+from cache.s3.errors import S3Error, invalid_argument
+from cache.s3.model import (
     MAX_TAG_KEY_CHARS,
     MAX_TAG_VALUE_CHARS,
     MAX_TAGS,

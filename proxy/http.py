@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

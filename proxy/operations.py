@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from cache.errors import S3Error
-from proxy import buckets, listings, multipart, objects, tagging
+from cache.s3.errors import S3Error
 from proxy.context import Context
+from proxy.handlers import buckets, listings, multipart, objects, tagging
 from proxy.http import Request, Response
 
 Handler = Callable[[Context, Request], Awaitable[Response]]

@@ -10,9 +10,9 @@ import hmac
 import logging
 from urllib.parse import parse_qsl
 
-from cache.errors import S3Error
-from cache.peers import SECRET_HEADER
-from cache.understore import ObjectMeta
+from cache.cluster.peers import SECRET_HEADER
+from cache.s3.errors import S3Error
+from cache.s3.model import ObjectMeta
 from proxy.context import Context
 from proxy.errors import error_response
 from proxy.http import Receive, Response, Scope, Send, send_response

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from cache.errors import S3Error
-from cache.namespace import Namespace
+from cache.s3.errors import S3Error
+from cache.storage.namespace import Namespace
 from proxy.http import Request
 
 WRITES = frozenset({

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, quote
 from awscrt import auth
 from awscrt import http as crt_http
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _ADDED_BY_SIGNER = ("x-amz-date", "x-amz-content-sha256", "authorization")

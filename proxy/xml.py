@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
-from cache.errors import S3Error
+from cache.s3.errors import S3Error
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;"})

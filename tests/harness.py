@@ -72,7 +72,7 @@ class Worker:
     def start(self) -> Worker:
         self.port = self.port or free_port()
         env = {**os.environ, **self.env}
-        cmd = [sys.executable, "-m", "proxy.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "proxy.cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                *self.args]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

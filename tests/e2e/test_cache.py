@@ -26,8 +26,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from cache.blocks import PAGE_BYTES, decode_header
-from cache.reader import block_id
+from cache.blocks.reader import block_id
+from cache.blocks.store import PAGE_BYTES, decode_header
 from tests.cluster import start_nginx
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
@@ -364,7 +364,7 @@ def test_https_origin_is_verified_against_the_configured_ca(client: str, tls_ori
 
 
 def test_an_unreadable_ca_bundle_fails_at_start_naming_the_key(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "proxy.cli", "serve", "--port", "0", "--origin", "https://127.0.0.1:9",
+    proc = subprocess.run([sys.executable, "-m", "proxy.cli.main", "serve", "--port", "0", "--origin", "https://127.0.0.1:9",
                            "--data", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "c")],
                           env={**os.environ, "AWS_CA_BUNDLE": str(tmp_path / "missing.pem")},
                           capture_output=True, text=True, timeout=60)
@@ -711,7 +711,7 @@ def test_load_warms_a_prefix_so_reads_need_no_origin(cached: Worker, counting: C
     for key, data in objects.items():
         origin_s3.put_object(Bucket=origin_bucket, Key=key, Body=data)
     origin_s3.put_object(Bucket=origin_bucket, Key="elsewhere.bin", Body=b"not under the prefix")
-    done = subprocess.run([sys.executable, "-m", "proxy.cli", "load", f"s3://{origin_bucket}/set/",
+    done = subprocess.run([sys.executable, "-m", "proxy.cli.main", "load", f"s3://{origin_bucket}/set/",
                            "--endpoint", cached.url, "--concurrency", "3"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     total = sum(len(data) for data in objects.values())

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cache.blocks import BlockStore
+from cache.blocks.store import BlockStore
 from tests.harness import ROOT, s3_env, wait_http
 
-CLI = [sys.executable, "-m", "proxy.cli"]
+CLI = [sys.executable, "-m", "proxy.cli.main"]
 SERVE_FLAGS = ["--config", "--host", "--port", "--processes", "--region", "--data", "--cache-dir", "--cache-capacity",
                "--block-size", "--log-level", "--origin", "--mount", "--metadata-ttl", "--redis", "--cluster-secret",
                "--advertise-url", "--data-path"]

@@ -34,8 +34,8 @@ import pytest
 import s3fs
 from botocore.config import Config
 
-from cache.placement import owner
-from cache.reader import block_id
+from cache.blocks.reader import block_id
+from cache.cluster.placement import owner
 from tests.cluster import Nginx, RedisServer
 from tests.harness import Worker, free_port, scrape, wait_http
 from tests.origin import CountingProxy, MotoOrigin

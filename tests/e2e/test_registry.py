@@ -1,4 +1,4 @@
-"""cache.registry against a real redis-server: the read-after-write contract between workers.
+"""cache.cluster.registry against a real redis-server: the read-after-write contract between workers.
 
 Each worker's registry runs on an event loop of its own (a thread), as it would in its own process, so one
 worker being busy cannot be papered over by the test's scheduling.
@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cache.registry import ACK_TIMEOUT_S, Registry
-from cache.understore import ObjectMeta
+from cache.cluster.registry import ACK_TIMEOUT_S, Registry
+from cache.s3.model import ObjectMeta
 from tests.cluster import RedisServer
 
 T = TypeVar("T")

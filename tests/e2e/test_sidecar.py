@@ -19,7 +19,7 @@ from tests.cluster import RedisServer
 from tests.harness import Worker
 from tests.origin import CountingProxy, MotoOrigin
 
-CLI = [sys.executable, "-m", "proxy.cli", "sidecar"]
+CLI = [sys.executable, "-m", "proxy.cli.main", "sidecar"]
 BIN = str(Path(sys.executable).parent)
 
 

@@ -1,0 +1,236 @@
+"""Read-through policy: a byte range -> blocks -> hits from disk, misses filled once from the origin.
+
+A miss starts one fill per block (single-flight: every concurrent reader of that block waits on the
+same fill). The fill streams the block-aligned range from the origin into one buffer of the block's size,
+handing bytes to waiting readers as they arrive (in pieces of up to 256 KiB: fewer, larger sends), then
+writes that buffer (no copy) to the block store. A sequential
+reader starts fills of the next blocks ahead of need (read-ahead). Memory is bounded by the number of
+fills in flight times the block size; no whole object is ever held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+
+from cache.blocks.store import BlockCorrupt, BlockStore
+from cache.cluster.peers import Peers, PeerUnavailable
+from cache.cluster.routing import Cluster
+from cache.s3.errors import S3Error
+from cache.s3.model import ObjectMeta
+
+log = logging.getLogger("s3cache.reader")
+
+Fetch = Callable[[str, str, str, int, int], AsyncIterator[bytes]]  # bucket, key, etag, start, end
+_SEQUENTIAL_TRACKED = 4096
+_FILL_PIECE_BYTES = 256 << 10  # a reader of a block being filled takes it in pieces this big (or what is left)
+
+
+def block_id(bucket: str, key: str, etag: str, index: int, block_size: int) -> str:
+    """Identity of a block of one object version: a changed object never reads old blocks."""
+    raw = f"{bucket}\0{key}\0{etag}\0{block_size}\0{index}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).hexdigest()
+
+
+class Fill:
+    """One block being fetched: its buffer, how much of it has arrived, and whoever waits for more."""
+
+    def __init__(self, size: int) -> None:
+        self.buffer = bytearray(size)  # allocated once: arriving bytes are copied in place, never regrown
+        self.filled = 0
+        self.done = False
+        self.error: BaseException | None = None
+        self.changed = asyncio.Condition()
+        self.task: asyncio.Task[None] | None = None
+
+    async def wait_for(self, length: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.filled >= length or self.done)
+        if self.error is not None:
+            raise self.error
+
+
+class BlockReader:
+    def __init__(
+        self, blocks: BlockStore, block_size: int, fetch: Fetch, readahead_blocks: int = 2, max_fills: int = 16,
+        cluster: Cluster | None = None, peers: Peers | None = None,
+    ) -> None:
+        self.blocks = blocks
+        self.cluster = cluster
+        self.peers = peers
+        self._background: set[asyncio.Task[None]] = set()
+        self.peer_reads = 0
+        self.block_size = block_size
+        self.fetch = fetch
+        self.readahead_blocks = readahead_blocks
+        self._fills: dict[str, Fill] = {}
+        self._fill_slots = asyncio.Semaphore(max_fills)
+        self._next_offset: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # where a reader left off
+        self.origin_fetches = 0
+
+    def _span(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
+        start = index * self.block_size
+        return start, min(start + self.block_size, meta.size)
+
+    # ---- fills ---------------------------------------------------------------------------------
+
+    def _fill(self, bucket: str, meta: ObjectMeta, index: int) -> Fill:
+        bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
+        fill = self._fills.get(bid)
+        if fill is None:
+            start, end = self._span(meta, index)
+            fill = self._fills[bid] = Fill(end - start)
+            fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index))
+        return fill
+
+    async def _run_fill(self, bid: str, fill: Fill, bucket: str, meta: ObjectMeta, index: int) -> None:
+        start, end = self._span(meta, index)
+        try:
+            async with self._fill_slots:
+                self.origin_fetches += 1
+                async for chunk in self.fetch(bucket, meta.key, meta.etag, start, end):
+                    filled = fill.filled + len(chunk)
+                    if filled > end - start:
+                        raise S3Error("InternalError", f"The origin returned more than the {end - start} bytes "
+                                      "of a block")
+                    fill.buffer[fill.filled:filled] = chunk
+                    fill.filled = filled
+                    async with fill.changed:
+                        fill.changed.notify_all()
+            if fill.filled != end - start:
+                raise S3Error("InternalError", f"The origin returned {fill.filled} bytes for a "
+                              f"{end - start}-byte block")
+        except S3Error as exc:  # handed to every waiting reader
+            fill.error = exc
+        except asyncio.CancelledError:
+            fill.error = S3Error("ServiceUnavailable", "The worker is shutting down")
+            raise
+        except Exception as exc:  # whatever broke the fetch, every reader must hear of it
+            log.exception("fill of block %s failed", bid)
+            fill.error = S3Error("InternalError", f"Fetching from the origin failed: {type(exc).__name__}")
+        finally:
+            fill.done = True
+            async with fill.changed:
+                fill.changed.notify_all()
+        if fill.error is None:
+            try:
+                await self.blocks.write(bid, fill.buffer)  # complete: nobody writes to it any more
+            finally:
+                self._fills.pop(bid, None)
+        else:
+            self._fills.pop(bid, None)
+
+    def _prefetch(self, bucket: str, meta: ObjectMeta, first: int, last: int) -> None:
+        for index in range(first, last + 1):
+            bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
+            if bid in self.blocks or bid in self._fills:
+                continue
+            if self.cluster is None:
+                self._fill(bucket, meta, index)
+            else:  # only the block's owner may fetch it from the origin: ask it to warm up instead
+                task = asyncio.create_task(self._prefetch_routed(bucket, meta, index, bid))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _prefetch_routed(self, bucket: str, meta: ObjectMeta, index: int, bid: str) -> None:
+        assert self.cluster is not None and self.peers is not None
+        candidates = await self.cluster.candidates(bid)
+        if not candidates or candidates[0] == self.cluster.worker_id:
+            if bid not in self.blocks:
+                self._fill(bucket, meta, index)
+            return
+        try:
+            async for _ in self.peers.read_block(self.cluster.url_of(candidates[0]), bucket, meta, index, 0, 0):
+                pass
+        except (PeerUnavailable, S3Error, KeyError):
+            pass  # a prefetch is a hint: the read itself will route around a dead peer
+
+    def warm(self, bucket: str, meta: ObjectMeta, index: int) -> None:
+        """A peer's prefetch hint: start filling the block here unless it is cached or coming."""
+        bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
+        if bid not in self.blocks:
+            self._fill(bucket, meta, index)
+
+    # ---- reads ---------------------------------------------------------------------------------
+
+    async def local_block(
+        self, bucket: str, meta: ObjectMeta, index: int, lo: int, hi: int, chunk_bytes: int
+    ) -> AsyncIterator[bytes]:
+        """A peer's request: serve from here (cache or origin), never forwarding it again."""
+        async for piece in self._block(bucket, meta, index, lo, hi, chunk_bytes, routed=False):
+            yield piece
+
+    async def stream(self, bucket: str, meta: ObjectMeta, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the object version meta describes."""
+        if end <= start:
+            return
+        first, last = start // self.block_size, (end - 1) // self.block_size
+        sequential = self._is_sequential(bucket, meta, start, end)
+        horizon = (meta.size - 1) // self.block_size
+        for index in range(first, last + 1):
+            ahead = min(horizon if sequential else last, index + self.readahead_blocks)
+            if ahead > index:
+                self._prefetch(bucket, meta, index + 1, ahead)
+            block_start, block_end = self._span(meta, index)
+            lo, hi = max(start, block_start) - block_start, min(end, block_end) - block_start
+            async for piece in self._block(bucket, meta, index, lo, hi, chunk_bytes):
+                yield piece
+
+    async def _block(
+        self, bucket: str, meta: ObjectMeta, index: int, lo: int, hi: int, chunk_bytes: int, routed: bool = True
+    ) -> AsyncIterator[bytes]:
+        """Bytes [lo, hi) of block index: from the local store, else (routed) from the worker that holds or
+        owns it, else filled here from the origin. Peers ask with routed=False: served where it lands."""
+        bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
+        if bid in self.blocks:
+            try:
+                for offset in range(lo, hi, chunk_bytes):
+                    yield await self.blocks.read(bid, offset, min(hi, offset + chunk_bytes))
+                    lo = min(hi, offset + chunk_bytes)
+                self.blocks.hits += 1
+                return
+            except (KeyError, BlockCorrupt):
+                pass  # evicted or corrupt meanwhile: fetch what is still owed
+        if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
+            for target in await self.cluster.candidates(bid):
+                if target == self.cluster.worker_id:
+                    break  # this worker owns it: fill it here
+                try:
+                    async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, lo, hi):
+                        lo += len(piece)
+                        yield piece
+                    if lo >= hi:
+                        self.peer_reads += 1
+                        return
+                    raise PeerUnavailable(f"{target} sent a short block")
+                except (PeerUnavailable, KeyError) as exc:
+                    log.warning("peer %s skipped for block %s: %s", target, bid[:12], exc)
+                    self.cluster.suspect(target)
+        if routed and bid in self.blocks:  # filled here while the route was looked up: not from the origin again
+            async for piece in self._block(bucket, meta, index, lo, hi, chunk_bytes, routed=False):
+                yield piece
+            return
+        self.blocks.misses += 1
+        fill = self._fill(bucket, meta, index)
+        position = lo
+        while position < hi:
+            await fill.wait_for(min(hi, position + _FILL_PIECE_BYTES))
+            available = min(hi, fill.filled, position + chunk_bytes)
+            if available <= position:
+                raise S3Error("InternalError", "A block fill ended early")
+            with memoryview(fill.buffer) as view:
+                piece = bytes(view[position:available])
+            yield piece
+            position = available
+
+    def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> bool:
+        """True when this read starts where the previous read of the same object version ended."""
+        ident = (bucket, meta.key, meta.etag)
+        previous = self._next_offset.pop(ident, None)
+        self._next_offset[ident] = end
+        if len(self._next_offset) > _SEQUENTIAL_TRACKED:
+            self._next_offset.popitem(last=False)
+        return previous == start or (start == 0 and end == meta.size)

@@ -1,0 +1,414 @@
+"""The Redis placement map shared by the workers: membership, block holders, object metadata, invalidation.
+
+Keys (``<ns>`` is the namespace, "s3cache" by default; buckets and keys are the origin's, whatever a
+member's mounts call them)::
+
+    <ns>:workers                 ZSET  worker id -> expiry (unix s): the live set is what has not expired
+    <ns>:worker:<id>             HASH  url, capacity, used, blocks, hits, misses (expires with the heartbeat)
+    <ns>:blk:<block id>          SET   ids of the workers holding that block
+    <ns>:meta:{<bucket>/<key>}   STRING cached object metadata (JSON), expiring after the metadata TTL
+    <ns>:gen:{<bucket>/<key>}    STRING the key's write generation, raised by every write through any worker
+    <ns>:invalidate              pub/sub channel: {"n": nonce, "b": bucket, "k": [keys]} written through any worker
+    <ns>:ack:<nonce>             LIST  one entry per worker that has dropped the key (short-lived)
+
+Read-after-write across workers: a write raises the key's generation, deletes its shared metadata and
+publishes the key, then waits (at most ``ACK_TIMEOUT_S``) until every subscribed worker has acknowledged
+dropping it, so no worker answers from the old metadata once the write is answered. Metadata learned from
+the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
+that raced a write can never put the old version back for a whole TTL.
+
+Nothing here is on a warm read's path: membership is a snapshot refreshed every second, holder lookups
+are cached in memory, fills and evictions are queued and flushed as one pipeline. Redis being down is
+survived: calls fail soft (logged once per outage), workers serve from their own cache and the origin,
+and on reconnect each worker re-registers, re-publishes the blocks it holds and drops metadata it may
+have missed invalidations for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from cache.s3.model import ObjectMeta
+
+log = logging.getLogger("s3cache.registry")
+
+_HOLDER_CACHE_S = 2.0
+_FLUSH_EVERY_S = 0.05
+ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
+_GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
+_ACK_TTL_MS = 10_000
+_STOP_WAIT_S = 2.0
+# KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
+_PUT_IF_UNCHANGED = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class BlockSizeMismatch(ValueError):
+    """This worker's block size is not the cluster's."""
+
+
+@dataclass(frozen=True)
+class Member:
+    id: str
+    url: str
+    capacity: int
+    used: int
+    blocks: int
+    hits: int
+    misses: int
+
+
+class Registry:
+    def __init__(self, url: str, worker_id: str, advertise_url: str, heartbeat_ttl_s: float,
+                 namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None) -> None:
+        # One immediate retry on a fresh connection: after a Redis restart every pooled connection is dead and
+        # would otherwise fail once each, flapping the worker "down" several times after it has rejoined.
+        self.redis = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5,
+                                       retry=Retry(NoBackoff(), 1))
+        self._put_if_unchanged = self.redis.register_script(_PUT_IF_UNCHANGED)
+        self.url = url
+        self.worker_id = worker_id
+        self.advertise_url = advertise_url
+        self.ttl_s = heartbeat_ttl_s
+        self.ns = namespace
+        self.stats = stats or (lambda: {})
+        self.members: dict[str, Member] = {}  # the live snapshot
+        self.healthy = False
+        self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
+        self._hold_members_until = 0.0  # after Redis came back (maybe empty): keep known workers while they re-register
+        self._holders: dict[str, tuple[float, list[str]]] = {}
+        self._pending_add: set[str] = set()
+        self._pending_remove: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pubsub: PubSub | None = None
+        self.invalidations = 0  # published by this worker
+        self.unacknowledged = 0  # of those, how many some worker did not acknowledge in time
+        self._stopping = False
+        self.on_invalidate: Callable[[str, str], None] = lambda bucket, key: None
+        self.on_reconnect: Callable[[], Awaitable[Iterable[str]]] | None = None  # -> ids of blocks held
+        self.on_membership: Callable[[], None] = lambda: None
+        self.registering = False  # set by start(): only workers with cache capacity are placement targets
+        self.registering_paused = False  # set by leave(): a stopping worker heartbeats no more
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def check_block_size(self, block_size: int) -> None:
+        """Blocks are only shared when every member cuts objects the same way: the first member to join
+        records its block size, and one with another size is refused. Redis away: checked on a later join."""
+        try:
+            await self.redis.hsetnx(f"{self.ns}:config", "block_size_bytes", str(block_size))
+            agreed = await self.redis.hget(f"{self.ns}:config", "block_size_bytes")
+        except (RedisError, OSError):
+            return
+        if agreed is not None and int(agreed) != block_size:
+            raise BlockSizeMismatch(f"cache.block_size_bytes: this cluster ({self.url}, namespace {self.ns}) "
+                                    f"uses {int(agreed)}-byte blocks, not {block_size}")
+
+    async def start(self, registering: bool, block_size: int = 0) -> None:
+        """Join (when registering: a worker with cache capacity) and start the background loops."""
+        self.registering = registering
+        if block_size:
+            await self.check_block_size(block_size)
+        await self._heartbeat_once()
+        await self._refresh_once()
+        self._tasks = [asyncio.create_task(self._loop(self._heartbeat_once, self.ttl_s / 3)),
+                       asyncio.create_task(self._loop(self._refresh_once, 1.0)),
+                       asyncio.create_task(self._loop(self._flush_once, _FLUSH_EVERY_S)),
+                       asyncio.create_task(self._subscribe())]
+
+    async def leave(self) -> None:
+        """Stop being a placement target now (heartbeats stop too); in-flight reads still finish here."""
+        self.registering_paused = True
+        with contextlib.suppress(RedisError, OSError):
+            if self.registering:
+                await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
+                await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
+                log.info("left the cluster: %s is no longer a placement target", self.worker_id)
+
+    async def stop(self) -> None:
+        """Leave at once: the others stop routing here within their next refresh."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
+            if pending and self._pubsub is not None:
+                # redis-py's listen() can swallow a cancel under load: closing its connection ends the wait
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.aclose()
+                await asyncio.wait(pending, timeout=_STOP_WAIT_S)
+        # Best effort from here: a connection cut by the cancels above can fail in redis-py in more ways than
+        # RedisError (an AttributeError on a half-closed connection, for one); the heartbeat TTL covers a miss.
+        with contextlib.suppress(Exception):
+            await self._flush_once()
+            if self.registering:
+                await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
+                await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    async def _loop(self, step: Callable[[], Awaitable[None]], every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await step()
+
+    def _down(self, what: str, exc: BaseException) -> None:
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.error("Redis at %s unreachable (%s: %s): serving from local cache and origin until it returns",
+                      self.url, what, exc)
+        self.healthy = False
+
+    # ---- membership ----------------------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> None:
+        if self.registering_paused:
+            return
+        was_healthy = self.healthy
+        lost = False  # this worker was missing from the live set: Redis restarted empty, or the worker expired
+        try:
+            if self.registering:
+                stats = self.stats()
+                expiry = time.time() + self.ttl_s
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.zadd(f"{self.ns}:workers", {self.worker_id: expiry})
+                    pipe.hset(f"{self.ns}:worker:{self.worker_id}", mapping={
+                        "url": self.advertise_url, **{k: str(int(v)) for k, v in stats.items()}})
+                    pipe.expire(f"{self.ns}:worker:{self.worker_id}", int(self.ttl_s * 2) + 1)
+                    lost = bool((await pipe.execute())[0])  # ZADD counts members it added
+            else:
+                await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            self._down("heartbeat", exc)
+            return
+        self.healthy = True
+        self._outage_logged = False
+        if not was_healthy or lost:  # a Redis restart between two heartbeats is noticed here too
+            self._hold_members_until = time.monotonic() + self.ttl_s
+            log.info("Redis at %s reachable: joined as %s", self.url, self.worker_id)
+            await self._rejoin()
+
+    async def _rejoin(self) -> None:
+        """After an outage (or a Redis restart that lost everything): republish what this worker holds."""
+        self._holders.clear()
+        self.on_invalidate("", "")  # any invalidation may have been missed: drop all cached metadata
+        if self.on_reconnect is None or not self.registering:
+            return
+        held = list(await self.on_reconnect())
+        try:
+            for start in range(0, len(held), 1000):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for block in held[start:start + 1000]:
+                        pipe.sadd(f"{self.ns}:blk:{block}", self.worker_id)
+                    await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._down("republishing blocks", exc)
+
+    async def _refresh_once(self) -> None:
+        try:
+            now = time.time()
+            key = f"{self.ns}:workers"
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zremrangebyscore(key, "-inf", now)
+                pipe.zrangebyscore(key, now, "+inf")
+                _, ids = await pipe.execute()
+            ids = [i.decode() if isinstance(i, bytes) else i for i in ids]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for worker in ids:
+                    pipe.hgetall(f"{self.ns}:worker:{worker}")
+                infos = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._down("membership refresh", exc)
+            return
+        members = {}
+        for worker, info in zip(ids, infos, strict=True):
+            fields = {k.decode(): v.decode() for k, v in info.items()}
+            if "url" in fields:
+                members[worker] = Member(worker, fields["url"], int(fields.get("capacity_bytes", 0)),
+                                         int(fields.get("used_bytes", 0)), int(fields.get("blocks", 0)),
+                                         int(fields.get("hits", 0)), int(fields.get("misses", 0)))
+        if self.registering and not self.registering_paused and self.worker_id not in members:
+            self._hold_members_until = time.monotonic() + self.ttl_s  # Redis lost the live set (a restart)
+        if time.monotonic() < self._hold_members_until:
+            # The others re-register within a heartbeat; an empty or partial set meanwhile would make this
+            # worker the owner of their blocks and fetch them from the origin again.
+            members = {**self.members, **members}
+        changed = set(members) != set(self.members)
+        self.members = members
+        if changed:
+            log.info("live workers: %s", ", ".join(sorted(members)) or "none")
+            self.on_membership()
+
+    # ---- placement map -------------------------------------------------------------------------
+
+    def held(self, block_id: str) -> None:
+        self._pending_remove.discard(block_id)
+        self._pending_add.add(block_id)
+
+    def dropped(self, block_id: str) -> None:
+        self._pending_add.discard(block_id)
+        self._pending_remove.add(block_id)
+
+    async def _flush_once(self) -> None:
+        if not (self._pending_add or self._pending_remove) or not self.registering:
+            return
+        adds, removes = self._pending_add, self._pending_remove
+        self._pending_add, self._pending_remove = set(), set()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for block in adds:
+                    pipe.sadd(f"{self.ns}:blk:{block}", self.worker_id)
+                for block in removes:
+                    pipe.srem(f"{self.ns}:blk:{block}", self.worker_id)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._down("placement update", exc)  # republished in full on reconnect
+
+    async def holders(self, block_ids: list[str]) -> dict[str, list[str]]:
+        """Live workers holding each block (cached for a moment; empty when Redis is away)."""
+        now = time.monotonic()
+        found: dict[str, list[str]] = {}
+        missing = []
+        for block in block_ids:
+            hit = self._holders.get(block)
+            if hit is not None and hit[0] > now:
+                found[block] = hit[1]
+            else:
+                missing.append(block)
+        if missing and self.healthy:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for block in missing:
+                        pipe.smembers(f"{self.ns}:blk:{block}")
+                    results = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                self._down("holder lookup", exc)
+                results = [set() for _ in missing]
+            for block, members in zip(missing, results, strict=True):
+                ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+                found[block] = ids
+                self._holders[block] = (now + _HOLDER_CACHE_S, ids)
+            if len(self._holders) > 100_000:
+                self._holders.clear()
+        for block in missing:
+            found.setdefault(block, [])
+        return {block: [w for w in ids if w in self.members] for block, ids in found.items()}
+
+    # ---- metadata ------------------------------------------------------------------------------
+
+    def _meta_key(self, bucket: str, key: str) -> str:
+        return f"{self.ns}:meta:{{{bucket}/{key}}}"
+
+    def _gen_key(self, bucket: str, key: str) -> str:
+        return f"{self.ns}:gen:{{{bucket}/{key}}}"  # same hash tag as the metadata: one slot for the script
+
+    async def get_meta(self, bucket: str, key: str) -> tuple[ObjectMeta | None, str | None]:
+        """The shared metadata of a key, and its write generation (pass it to put_meta); (None, None) when
+        Redis is away."""
+        if not self.healthy:
+            return None, None
+        try:
+            raw, generation = await self.redis.mget(self._meta_key(bucket, key), self._gen_key(bucket, key))
+        except (RedisError, OSError) as exc:
+            self._down("metadata read", exc)
+            return None, None
+        generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
+        if raw is None:
+            return None, generation
+        f = json.loads(raw)
+        meta = ObjectMeta(key, f["size"], f["etag"], f["mtime"], f["headers"], f["user"], {}, {}, None, f["tags"])
+        return meta, generation
+
+    async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float, generation: str | None) -> bool:
+        """Share metadata learned from the origin, unless a write raised the key's generation meanwhile."""
+        if not self.healthy or ttl_s <= 0 or generation is None:
+            return False
+        record = {"size": meta.size, "etag": meta.etag, "mtime": meta.last_modified, "headers": meta.headers,
+                  "user": meta.user_metadata, "tags": meta.tag_count}
+        try:
+            stored = await self._put_if_unchanged(
+                keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
+                args=[generation, json.dumps(record), max(1, int(ttl_s * 1000))])
+        except (RedisError, OSError) as exc:
+            self._down("metadata write", exc)
+            return False
+        return bool(stored)
+
+    async def invalidate(self, bucket: str, *keys: str) -> None:
+        """A write went through this worker: every worker forgets the keys' metadata before this returns
+        (or ACK_TIMEOUT_S has passed: a worker that does not answer is logged, not waited for)."""
+        if not keys:
+            return
+        nonce = uuid.uuid4().hex
+        what = f"{bucket}/{keys[0]}" + (f" and {len(keys) - 1} more keys" if len(keys) > 1 else "")
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.incr(self._gen_key(bucket, key))
+                    pipe.pexpire(self._gen_key(bucket, key), _GEN_TTL_MS)
+                    pipe.delete(self._meta_key(bucket, key))
+                pipe.publish(f"{self.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
+                subscribers = (await pipe.execute())[-1]
+            self.invalidations += 1
+            deadline = time.monotonic() + ACK_TIMEOUT_S
+            acked = 0
+            while acked < subscribers:
+                left = deadline - time.monotonic()
+                if left <= 0 or await self.redis.blpop([f"{self.ns}:ack:{nonce}"], timeout=left) is None:
+                    log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
+                                what, acked, subscribers, ACK_TIMEOUT_S)
+                    self.unacknowledged += 1
+                    break
+                acked += 1
+        except (RedisError, OSError) as exc:
+            self._down("invalidation", exc)
+
+    async def _subscribe(self) -> None:
+        while not self._stopping:
+            pubsub = self._pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(f"{self.ns}:invalidate")
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        note = json.loads(message["data"])
+                        nonce, bucket, keys = note["n"], note["b"], note["k"]
+                    except (ValueError, KeyError, TypeError):  # not ours to read: drop everything to be safe
+                        log.warning("unreadable invalidation %r: dropping all cached metadata", message["data"][:200])
+                        self.on_invalidate("", "")
+                        continue
+                    for key in keys:
+                        self.on_invalidate(bucket, key)
+                    async with self.redis.pipeline(transaction=False) as pipe:  # dropped: tell the writer
+                        pipe.rpush(f"{self.ns}:ack:{nonce}", self.worker_id)
+                        pipe.pexpire(f"{self.ns}:ack:{nonce}", _ACK_TTL_MS)
+                        await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._stopping:
+                    return
+                self._down("invalidation channel", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()

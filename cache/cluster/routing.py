@@ -1,0 +1,46 @@
+"""Where a block is read from in a cluster: this worker, a live holder, or the block's HRW owner.
+
+For a block not in the local store, candidates are the live workers that hold it (from the placement
+map), then every live worker in rendezvous order. The first candidate that is this worker means "fill
+it here from the origin"; a peer that cannot be reached is skipped (and avoided for a few seconds), and
+when every candidate failed the block is filled here. So a cold block is fetched from the origin once,
+by its owner, however many workers are asked for it; a warm block is read where it already is.
+"""
+
+from __future__ import annotations
+
+import time
+
+from cache.cluster.placement import ranked
+from cache.cluster.registry import Registry
+
+SUSPECT_S = 5.0
+
+
+class Cluster:
+    def __init__(self, registry: Registry, worker_id: str, registered: bool) -> None:
+        self.registry = registry
+        self.worker_id = worker_id
+        self.registered = registered  # False for a pure gateway (cache capacity 0)
+        self._suspects: dict[str, float] = {}
+
+    def url_of(self, worker_id: str) -> str:
+        return self.registry.members[worker_id].url
+
+    def live(self) -> list[str]:
+        now = time.monotonic()
+        ids = [w for w in self.registry.members if self._suspects.get(w, 0.0) <= now]
+        if self.registered and self.worker_id not in ids:
+            ids.append(self.worker_id)  # Redis away or this worker not yet in the snapshot: still a candidate
+        return ids
+
+    def suspect(self, worker_id: str) -> None:
+        self._suspects[worker_id] = time.monotonic() + SUSPECT_S
+
+    async def candidates(self, block_id: str) -> list[str]:
+        """Workers to try for a block, best first; this worker's id means "fill it here"."""
+        live = self.live()
+        holders = (await self.registry.holders([block_id]))[block_id]
+        order = [w for w in holders if w in live]
+        order += [w for w in ranked(block_id, live) if w not in order]
+        return order

@@ -1,0 +1,107 @@
+"""The S3 value types: what an object, a bucket, a listing page, a part and an upload are, with S3's limits.
+
+No I/O and nothing internal imported: the front end, the storage backends, the block cache and the
+cluster all speak in these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Headers S3 stores with an object and returns on GET/HEAD (lower-case, as they travel).
+STORED_HEADERS = (
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "content-type",
+    "expires",
+    "x-amz-website-redirect-location",
+    "x-amz-storage-class",
+)
+
+MAX_TAGS = 10
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 256
+MAX_USER_METADATA_BYTES = 2048
+MIN_PART_SIZE_BYTES = 5 << 20
+MAX_PART_NUMBER = 10000
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created: float
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a HEAD returns: everything but the bytes."""
+
+    key: str
+    size: int
+    etag: str  # without quotes
+    last_modified: float  # epoch seconds
+    headers: dict[str, str] = field(default_factory=dict)  # STORED_HEADERS that were set
+    user_metadata: dict[str, str] = field(default_factory=dict)  # without the x-amz-meta- prefix
+    tags: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)  # e.g. {"crc32": "base64..."}: whole-object only
+    parts_count: int | None = None
+    tag_count: int = 0  # x-amz-tagging-count: known without the tags themselves (an origin's HEAD)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "binary/octet-stream")
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """What a writer says about an object besides its bytes."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+    # A checksum algorithm whose value arrives after the body (an aws-chunked trailer); it is in checksums once the
+    # body has been read to its end. An S3 origin is sent the value the same way.
+    trailing_checksum: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteConditions:
+    """Conditional writes (S3's If-None-Match: * and If-Match on PUT and CompleteMultipartUpload)."""
+
+    if_match: str | None = None
+    if_none_match: str | None = None
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+
+
+@dataclass(frozen=True)
+class ListPage:
+    entries: list[ListEntry]
+    common_prefixes: list[str]
+    is_truncated: bool
+    next_marker: str | None  # the last key or prefix returned, when truncated
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+    last_modified: float
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: float
+    initiator: str

@@ -1,0 +1,446 @@
+"""The directory under storage: a local directory whose sub-directories are buckets.
+
+Keys map to paths under the bucket directory; "dir/" marker objects are directories. An empty
+directory reads as a 0-byte "dir/" object (as in Alluxio), a non-empty one only as a common prefix
+unless a marker was written for it. Deleting the last object of an implicit directory removes the
+directory, so deleted objects leave no phantom "dir/" behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import stat
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from cache.fileio import pread
+from cache.s3.errors import S3Error, no_such_bucket, no_such_key
+from cache.s3.model import (
+    BucketInfo,
+    ListPage,
+    NewObject,
+    ObjectMeta,
+    WriteConditions,
+)
+from cache.s3.names import RESERVED_DIR, bucket_name_error, check_bucket, check_key
+from cache.storage.base import Body, OpenObject
+from cache.storage.directory import walk as dirlist
+from cache.storage.directory.layout import (
+    EMPTY_MD5,
+    BucketPaths,
+    EmptyObject,
+    HashingWriter,
+    MemoryObject,
+    OpenFile,
+    file_md5,
+    meta_from_record,
+    read_sidecar,
+    record_for,
+    remove_quietly,
+    stamp_of,
+    storage_error,
+    write_sidecar,
+)
+from cache.storage.directory.memory import (
+    META_CACHE_ENTRIES,
+    SIDECAR_RECHECK_S,
+    SMALL_OBJECT_BYTES,
+    SMALL_OBJECTS_TOTAL_BYTES,
+    ContentCache,
+    Known,
+)
+from cache.storage.directory.multipart import Uploads
+
+
+def _conflict(key: str) -> S3Error:
+    return S3Error(
+        "InvalidRequest",
+        f"Key {key!r} conflicts with an existing object or prefix: a directory under storage cannot hold "
+        "both 'a' and 'a/...'",
+        extra={"Key": key},
+    )
+
+
+class DirectoryStore:
+    def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None) -> None:
+        """root holds one directory per bucket; bucket_dirs pins named buckets elsewhere (file:// mounts)."""
+        self.root = Path(root).resolve()
+        self.fsync = fsync
+        self.root.mkdir(parents=True, exist_ok=True)
+        uploads = Uploads(self)
+        self.create_upload = uploads.create_upload
+        self.upload_part = uploads.upload_part
+        self.upload_part_copy = uploads.upload_part_copy
+        self.complete_upload = uploads.complete_upload
+        self.abort_upload = uploads.abort_upload
+        self.list_parts = uploads.list_parts
+        self.list_uploads = uploads.list_uploads
+        self._buckets: dict[str, BucketPaths] = {
+            name: BucketPaths(Path(directory).resolve()) for name, directory in (bucket_dirs or {}).items()}
+        # What is known of each recently used object, so a warm GET costs a stat, not a JSON read.
+        self._meta_cache: OrderedDict[tuple[str, str], Known] = OrderedDict()
+        self._contents = ContentCache(SMALL_OBJECTS_TOTAL_BYTES)
+
+    # ---- buckets -------------------------------------------------------------------------------
+
+    def paths_of(self, bucket: str) -> BucketPaths:
+        """The paths of a validly named bucket, whether or not it exists (no syscall)."""
+        paths = self._buckets.get(bucket)
+        if paths is None:
+            check_bucket(bucket)
+            paths = self._buckets[bucket] = BucketPaths(self.root / bucket)
+        return paths
+
+    def existing_bucket(self, bucket: str) -> BucketPaths:
+        paths = self.paths_of(bucket)
+        if not paths.root.is_dir():
+            raise no_such_bucket(bucket)
+        return paths
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        found = []
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if entry.is_dir() and bucket_name_error(entry.name) is None:
+                found.append(BucketInfo(entry.name, entry.stat().st_mtime))
+        return found
+
+    async def head_bucket(self, bucket: str) -> None:
+        self.existing_bucket(bucket)
+
+    async def create_bucket(self, bucket: str) -> None:
+        paths = self.paths_of(bucket)
+        try:
+            paths.root.mkdir()
+        except FileExistsError:
+            raise S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": bucket}) from None
+
+    async def delete_bucket(self, bucket: str) -> None:
+        paths = self.existing_bucket(bucket)
+        if any(entry.name != RESERVED_DIR for entry in os.scandir(paths.root)):
+            raise S3Error("BucketNotEmpty", extra={"BucketName": bucket})
+        await asyncio.to_thread(shutil.rmtree, paths.system, True)
+        try:
+            paths.root.rmdir()
+        except OSError:
+            raise S3Error("BucketNotEmpty", extra={"BucketName": bucket}) from None
+        self._meta_cache.clear()
+        self._contents.clear()
+
+    def _bucket_tags_path(self, paths: BucketPaths) -> Path:
+        return paths.system / "bucket-tags.json"
+
+    async def get_bucket_tags(self, bucket: str) -> dict[str, str]:
+        record = read_sidecar(self._bucket_tags_path(self.existing_bucket(bucket)))
+        return dict(record or {})
+
+    async def put_bucket_tags(self, bucket: str, tags: dict[str, str] | None) -> None:
+        path = self._bucket_tags_path(self.existing_bucket(bucket))
+        if tags is None:
+            remove_quietly(path)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(tags))
+        os.replace(tmp, path)
+
+    # ---- metadata ------------------------------------------------------------------------------
+
+    def _sidecar_stamp(self, paths: BucketPaths, key: str) -> list[int] | None:
+        try:
+            return stamp_of(os.stat(paths.meta_str(key)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def meta_for(
+        self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result, may_hash: bool = True
+    ) -> ObjectMeta | None:
+        """The metadata of the file behind st: from memory, from its sidecar, or (for a file written
+        behind our back) by hashing it. None when hashing is needed and may_hash is False."""
+        data_stamp = stamp_of(st)
+        known = self._meta_cache.get((bucket, key))
+        if known is not None and known.data_stamp == data_stamp:
+            now = time.monotonic()
+            if now - known.side_checked < SIDECAR_RECHECK_S:
+                return known.meta  # this process's own writes always replace the entry
+            if self._sidecar_stamp(paths, key) == known.side_stamp:
+                known.side_checked = now
+                return known.meta
+        side_stamp = self._sidecar_stamp(paths, key)
+        record = read_sidecar(paths.meta_str(key)) if side_stamp is not None else None
+        if record is None or record.get("stamp") != data_stamp:
+            # Written behind our back (or a torn commit): the bytes are the truth, old metadata is not.
+            if not may_hash:
+                return None
+            record = {"etag": file_md5(paths.data(key)), "stamp": data_stamp}
+            write_sidecar(paths, key, record)
+            side_stamp = self._sidecar_stamp(paths, key)
+        meta = meta_from_record(key, record, st)
+        self._remember(bucket, key, data_stamp, side_stamp, meta)
+        return meta
+
+    async def _meta(self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
+        """meta_for on the event loop when it is cheap, in a thread when the file must be hashed."""
+        meta = self.meta_for(bucket, paths, key, st, may_hash=False)
+        if meta is None:
+            meta = await asyncio.to_thread(self.meta_for, bucket, paths, key, st)
+        assert meta is not None
+        return meta
+
+    def _remember(self, bucket: str, key: str, data_stamp: list[int], side: list[int] | None, meta: ObjectMeta) -> None:
+        self._meta_cache[(bucket, key)] = Known(data_stamp, side, time.monotonic(), meta)
+        self._contents.forget(bucket, key)
+        if len(self._meta_cache) > META_CACHE_ENTRIES:
+            self._meta_cache.popitem(last=False)
+
+    def _forget(self, bucket: str, key: str) -> None:
+        self._meta_cache.pop((bucket, key), None)
+        self._contents.forget(bucket, key)
+
+    def _marker_meta(self, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
+        record = read_sidecar(paths.meta(key))
+        if record is None:
+            if any(True for _ in os.scandir(paths.data(key))):
+                raise no_such_key(key)  # an implicit directory: a prefix, not an object
+            record = {"etag": EMPTY_MD5}
+        return meta_from_record(key, record, st)
+
+    def _missing(self, bucket: str, key: str) -> S3Error:
+        """Why a key's path is absent: the bucket (checked only now, off the hot path) or the key."""
+        self.existing_bucket(bucket)
+        return no_such_key(key)
+
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        check_key(key)
+        paths = self.paths_of(bucket)
+        try:
+            st = os.stat(paths.data_str(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(bucket, key) from None
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        if key.endswith("/"):
+            if not stat.S_ISDIR(st.st_mode):
+                raise no_such_key(key)
+            return self._marker_meta(paths, key, st)
+        if not stat.S_ISREG(st.st_mode):
+            raise no_such_key(key)
+        return await self._meta(bucket, paths, key, st)
+
+    async def open_object(self, bucket: str, key: str) -> OpenObject:
+        if key.endswith("/"):
+            return EmptyObject(await self.head_object(bucket, key))
+        check_key(key)
+        paths = self.paths_of(bucket)
+        path = paths.data_str(key)
+        held = self._contents.get(bucket, key)
+        if held is not None:  # a small hot object: one stat proves the bytes in memory are current
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                raise self._missing(bucket, key) from None
+            if stamp_of(st) == held[0]:
+                meta = self.meta_for(bucket, paths, key, st, may_hash=False)
+                if meta is not None:
+                    return MemoryObject(meta, held[1])
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(bucket, key) from None
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise no_such_key(key)
+            meta = await self._meta(bucket, paths, key, st)
+            if meta.size > SMALL_OBJECT_BYTES:
+                return OpenFile(meta, fd)  # the OpenFile owns fd from here
+            data = bytes(await pread(fd, meta.size, 0)) if meta.size else b""
+            if len(data) == meta.size and stamp_of(os.fstat(fd)) == stamp_of(st):
+                self._contents.put(bucket, key, stamp_of(st), data)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return MemoryObject(meta, data)
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    def check_placeable(self, paths: BucketPaths, key: str) -> None:
+        """Fail before reading a body when the key cannot live in the directory tree."""
+        target = paths.data(key)
+        for parent in reversed(target.relative_to(paths.root).parents[:-1]):
+            candidate = paths.root / parent
+            if candidate.exists() and not candidate.is_dir():
+                raise _conflict(key)
+        if not key.endswith("/") and target.is_dir():
+            raise _conflict(key)
+        if key.endswith("/") and target.exists() and not target.is_dir():
+            raise _conflict(key)
+
+    async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None:
+        if conditions.if_none_match is None and conditions.if_match is None:
+            return
+        try:
+            current: ObjectMeta | None = await self.head_object(bucket, key)
+        except S3Error as exc:
+            if exc.code != "NoSuchKey":
+                raise
+            current = None
+        if conditions.if_none_match == "*" and current is not None:
+            raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"})
+        if conditions.if_match is not None:
+            if current is None:
+                raise no_such_key(key)
+            if conditions.if_match not in ("*", current.etag):
+                raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+
+    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta:
+        """Move a complete temp file into place and write its sidecar; synchronous, so atomic per process."""
+        target = paths.data(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            remove_quietly(tmp)
+            raise _conflict(key) from None
+        except OSError as exc:
+            remove_quietly(tmp)
+            raise storage_error(exc) from exc
+        st = os.stat(target)
+        record["stamp"] = stamp_of(st)
+        write_sidecar(paths, key, record)
+        meta = meta_from_record(key, record, st)
+        self._remember(bucket, key, record["stamp"], self._sidecar_stamp(paths, key), meta)
+        return meta
+
+    async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject) -> ObjectMeta:
+        target = paths.data(key)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise _conflict(key) from None
+        write_sidecar(paths, key, record_for(EMPTY_MD5, new))
+        return await self.head_object(bucket, key)
+
+    async def put_object(
+        self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
+    ) -> ObjectMeta:
+        check_key(key)
+        paths = self.existing_bucket(bucket)
+        self.check_placeable(paths, key)
+        await self.check_conditions(bucket, key, conditions)
+        writer = HashingWriter(paths.new_tmp(), self.fsync)
+        try:
+            async for chunk in body:
+                if chunk:
+                    if key.endswith("/"):
+                        raise S3Error("InvalidRequest", "Keys ending in '/' are directories here and must be empty")
+                    await writer.feed(chunk)
+            etag = await writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+        if key.endswith("/"):
+            writer.discard()
+            return await self._write_marker(bucket, paths, key, new)
+        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+    ) -> ObjectMeta:
+        source = await self.open_object(src_bucket, src_key)
+        check_key(key)
+        paths = self.existing_bucket(bucket)
+        self.check_placeable(paths, key)
+        src = source.meta
+        if new is None:
+            new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=src.checksums)
+        new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
+        if key.endswith("/"):
+            source.close()
+            return await self._write_marker(bucket, paths, key, new)
+        writer = HashingWriter(paths.new_tmp(), self.fsync)
+        try:
+            async for chunk in source.iter_range(0, src.size, 4 << 20):
+                await writer.feed(chunk)
+            etag = await writer.finish()
+        except BaseException:
+            writer.discard()
+            raise
+        finally:
+            source.close()
+        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+
+    async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
+        return (await self.head_object(bucket, key)).tags
+
+    async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        meta = await self.head_object(bucket, key)
+        paths = self.existing_bucket(bucket)
+        record = read_sidecar(paths.meta(key)) or {"etag": meta.etag}
+        record["tags"] = tags
+        write_sidecar(paths, key, record)
+        self._forget(bucket, key)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        outcomes: list[S3Error | None] = []
+        for key in keys:  # each a few local syscalls: nothing to gain from doing them side by side
+            try:
+                await self.delete_object(bucket, key)
+                outcomes.append(None)
+            except S3Error as error:
+                outcomes.append(error)
+        return outcomes
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        check_key(key)
+        paths = self.existing_bucket(bucket)
+        target = paths.data(key)
+        self._forget(bucket, key)
+        try:
+            if key.endswith("/"):
+                remove_quietly(paths.meta(key))
+                if target.is_dir() and not any(True for _ in os.scandir(target)):
+                    target.rmdir()
+            elif target.is_file() or target.is_symlink():
+                target.unlink()
+                remove_quietly(paths.meta(key))
+            else:
+                return  # deleting what is not there succeeds, as in S3
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise storage_error(exc) from exc
+        self._prune_empty_parents(paths, target.parent)
+
+    def _prune_empty_parents(self, paths: BucketPaths, directory: Path) -> None:
+        while directory != paths.root and paths.root in directory.parents:
+            key = str(directory.relative_to(paths.root)) + "/"
+            if paths.meta(key).exists():
+                return  # an explicit "dir/" marker stays
+            try:
+                directory.rmdir()
+            except OSError:
+                return  # not empty (or gone): stop climbing
+            directory = directory.parent
+
+    # ---- listing -------------------------------------------------------------------------------
+
+    def _listed_meta(self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
+        meta = self.meta_for(bucket, paths, key, st)  # listings run in a thread: hashing is allowed
+        assert meta is not None
+        return meta
+
+    async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
+        paths = self.existing_bucket(bucket)
+        return await asyncio.to_thread(
+            dirlist.list_page, paths, prefix, delimiter, marker, max_keys,
+            lambda key, st: self._listed_meta(bucket, paths, key, st),
+            lambda key, st: self._marker_meta(paths, key, st),
+        )

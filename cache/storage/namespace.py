@@ -1,0 +1,227 @@
+"""Buckets are mounts: each bucket name maps to a location in an under storage, with an access mode.
+
+A mount is ``bucket -> (store, bucket there, key prefix there, mode, users)``. Explicit mounts come from
+configuration (``s3://origin-bucket/prefix`` or ``file:///dir``); every other bucket name goes to the
+default store under the same name (the embedded directory, or an S3 origin passed through whole).
+``Namespace`` implements the under-storage protocol by rewriting names and routing each call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cache.s3.errors import S3Error, no_such_bucket
+from cache.s3.model import (
+    BucketInfo,
+    ListEntry,
+    ListPage,
+    NewObject,
+    ObjectMeta,
+    PartInfo,
+    UploadInfo,
+    WriteConditions,
+)
+from cache.storage.base import Body, OpenObject
+
+Mode = Literal["read-write", "read-only", "write-only"]
+_COPY_CHUNK_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Mount:
+    bucket: str  # the name clients use
+    store: Any  # an UnderStore (Any: S3Store adds read_range, which the cache uses)
+    target: str  # the bucket in that store
+    prefix: str = ""  # key prefix in that bucket, "" or ending in "/"
+    mode: Mode = "read-write"
+    users: frozenset[str] | None = None  # None: everyone, anonymous included
+    cached: bool = True  # read through the block cache (False for local directories: already local)
+
+    def key(self, key: str) -> str:
+        return self.prefix + key
+
+    def unkey(self, key: str) -> str:
+        return key[len(self.prefix):]
+
+
+class Namespace:
+    def __init__(self, mounts: list[Mount], default_store: Any | None, default_cached: bool) -> None:
+        self.mounts = {m.bucket: m for m in mounts}
+        self.default_store = default_store
+        self.default_cached = default_cached
+
+    def mount(self, bucket: str) -> Mount:
+        mount = self.mounts.get(bucket)
+        if mount is not None:
+            return mount
+        if self.default_store is None:
+            raise no_such_bucket(bucket)
+        return Mount(bucket, self.default_store, bucket, cached=self.default_cached)
+
+    def origin_name(self, bucket: str, key: str) -> tuple[str, str]:
+        """Where (bucket, key) really lives in its store: blocks are named by this, so every worker and sidecar
+        shares them whatever its own mounts call the bucket."""
+        m = self.mount(bucket)
+        return m.target, m.key(key)
+
+    def client_names(self, target: str, key: str) -> list[tuple[str, str]]:
+        """Every (bucket, key) through which clients of this worker see the cached object target/key: the
+        inverse of origin_name, for invalidations that arrive by origin name."""
+        names = [(m.bucket, m.unkey(key)) for m in self.mounts.values()
+                 if m.cached and m.target == target and key.startswith(m.prefix)]
+        if self.default_store is not None and self.default_cached and target not in self.mounts:
+            names.append((target, key))  # passed through under its own name
+        return names
+
+    # ---- buckets -------------------------------------------------------------------------------
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        listed = {b.name: b for b in await self.default_store.list_buckets()} if self.default_store else {}
+        for name in self.mounts:
+            listed[name] = BucketInfo(name, 0.0)
+        return [listed[name] for name in sorted(listed)]
+
+    async def head_bucket(self, bucket: str) -> None:
+        m = self.mount(bucket)
+        await m.store.head_bucket(m.target)
+
+    async def create_bucket(self, bucket: str) -> None:
+        if bucket in self.mounts:
+            raise S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": bucket})
+        m = self.mount(bucket)
+        await m.store.create_bucket(m.target)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        if bucket in self.mounts:
+            raise S3Error("AccessDenied", "A mounted bucket cannot be deleted through s3cache")
+        m = self.mount(bucket)
+        await m.store.delete_bucket(m.target)
+
+    async def get_bucket_tags(self, bucket: str) -> dict[str, str]:
+        m = self.mount(bucket)
+        return dict(await m.store.get_bucket_tags(m.target))
+
+    async def put_bucket_tags(self, bucket: str, tags: dict[str, str] | None) -> None:
+        m = self.mount(bucket)
+        await m.store.put_bucket_tags(m.target, tags)
+
+    # ---- objects -------------------------------------------------------------------------------
+
+    def _unmeta(self, m: Mount, meta: ObjectMeta) -> ObjectMeta:
+        if not m.prefix:
+            return meta
+        return ObjectMeta(m.unkey(meta.key), meta.size, meta.etag, meta.last_modified, meta.headers,
+                          meta.user_metadata, meta.tags, meta.checksums, meta.parts_count, meta.tag_count)
+
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        m = self.mount(bucket)
+        return self._unmeta(m, await m.store.head_object(m.target, m.key(key)))
+
+    async def open_object(self, bucket: str, key: str) -> OpenObject:
+        m = self.mount(bucket)
+        opened = await m.store.open_object(m.target, m.key(key))
+        if m.prefix:
+            opened.meta = self._unmeta(m, opened.meta)
+        return opened
+
+    def read_range(self, bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:
+        m = self.mount(bucket)
+        return m.store.read_range(m.target, m.key(key), etag, start, end)
+
+    async def put_object(
+        self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
+    ) -> ObjectMeta:
+        m = self.mount(bucket)
+        return self._unmeta(m, await m.store.put_object(m.target, m.key(key), body, new, conditions, size=size))
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+    ) -> ObjectMeta:
+        src, dst = self.mount(src_bucket), self.mount(bucket)
+        if src.store is dst.store:
+            meta = await dst.store.copy_object(src.target, src.key(src_key), dst.target, dst.key(key), new, tags)
+            return self._unmeta(dst, meta)
+        source = await src.store.open_object(src.target, src.key(src_key))  # across stores: stream it over
+        meta = source.meta
+        if new is None:
+            new = NewObject(meta.headers, meta.user_metadata)
+        new = NewObject(new.headers, new.user_metadata, meta.tags if tags is None else tags)
+        body = source.iter_range(0, meta.size, _COPY_CHUNK_BYTES)
+        written = await dst.store.put_object(dst.target, dst.key(key), body, new, WriteConditions(), size=meta.size)
+        return self._unmeta(dst, written)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        m = self.mount(bucket)
+        await m.store.delete_object(m.target, m.key(key))
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        m = self.mount(bucket)
+        return await m.store.delete_objects(m.target, [m.key(key) for key in keys])
+
+    async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
+        m = self.mount(bucket)
+        return dict(await m.store.get_object_tags(m.target, m.key(key)))
+
+    async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        m = self.mount(bucket)
+        await m.store.put_object_tags(m.target, m.key(key), tags)
+
+    async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
+        m = self.mount(bucket)
+        page: ListPage = await m.store.list_objects(
+            m.target, m.key(prefix), delimiter, m.key(marker) if marker else "", max_keys)
+        if not m.prefix:
+            return page
+        return ListPage(
+            [ListEntry(m.unkey(e.key), e.size, e.etag, e.last_modified) for e in page.entries],
+            [m.unkey(p) for p in page.common_prefixes], page.is_truncated,
+            m.unkey(page.next_marker) if page.next_marker else None)
+
+    # ---- multipart -----------------------------------------------------------------------------
+
+    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
+        m = self.mount(bucket)
+        return str(await m.store.create_upload(m.target, m.key(key), new, initiator))
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+    ) -> PartInfo:
+        m = self.mount(bucket)
+        part: PartInfo = await m.store.upload_part(m.target, m.key(key), upload_id, number, body, size=size)
+        return part
+
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
+    ) -> PartInfo:
+        src, dst = self.mount(src_bucket), self.mount(bucket)
+        if src.store is not dst.store:
+            source = await src.store.open_object(src.target, src.key(src_key))
+            body = source.iter_range(start, end, _COPY_CHUNK_BYTES)
+            part: PartInfo = await dst.store.upload_part(dst.target, dst.key(key), upload_id, number, body,
+                                                         size=end - start)
+            return part
+        copied: PartInfo = await dst.store.upload_part_copy(dst.target, dst.key(key), upload_id, number, src.target,
+                                                            src.key(src_key), start, end)
+        return copied
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+    ) -> ObjectMeta:
+        m = self.mount(bucket)
+        return self._unmeta(m, await m.store.complete_upload(m.target, m.key(key), upload_id, parts, conditions))
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        m = self.mount(bucket)
+        await m.store.abort_upload(m.target, m.key(key), upload_id)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        m = self.mount(bucket)
+        return list(await m.store.list_parts(m.target, m.key(key), upload_id))
+
+    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
+        m = self.mount(bucket)
+        uploads: list[UploadInfo] = await m.store.list_uploads(m.target)
+        return [UploadInfo(m.unkey(u.key), u.upload_id, u.initiated, u.initiator) for u in uploads
+                if u.key.startswith(m.prefix)]

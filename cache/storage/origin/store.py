@@ -1,0 +1,444 @@
+"""An S3 origin (AWS or any S3-compatible endpoint) as under storage, over one pooled HTTP client.
+
+Every call of the under-storage protocol becomes the matching S3 request, signed with SigV4. Idempotent
+calls are retried with backoff on connection failures, timeouts and 500/502/503/504; what still fails
+reaches the client as the origin's own S3 error, or as ServiceUnavailable/SlowDown/InternalError with a
+message that names the origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote, unquote_plus, urlencode, urlsplit
+
+from defusedxml import ElementTree
+
+from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
+from cache.s3.listing import MAX_KEYS
+from cache.s3.model import (
+    BucketInfo,
+    ListEntry,
+    ListPage,
+    NewObject,
+    ObjectMeta,
+    PartInfo,
+    UploadInfo,
+    WriteConditions,
+)
+from cache.storage.base import Body
+from cache.storage.origin.signing import Signer
+from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
+from cache.storage.origin.wire import (
+    CHECKSUM_CHARS,
+    condition_headers,
+    delete_xml,
+    http_epoch,
+    iso_epoch,
+    meta_from_headers,
+    object_write_headers,
+    parse_xml,
+    tagging_xml,
+    tags_of,
+    with_trailer,
+    xml_safe,
+)
+
+log = logging.getLogger("s3cache.origin")
+
+_RETRY_STATUS = {500, 502, 503, 504}
+_HIGHEST = "\U0010ffff"  # sorts after every other character: "x/" + _HIGHEST skips all of "x/..."
+_STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey",
+                 405: "MethodNotAllowed", 409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange",
+                 500: "InternalError", 501: "NotImplemented", 503: "ServiceUnavailable"}
+
+
+class Sent:
+    """A 2xx answer of the origin: status, headers (lower-case names) and, unless streamed, the body."""
+
+    __slots__ = ("content", "response")
+
+    def __init__(self, response: Response, content: bytes) -> None:
+        self.response, self.content = response, content
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.response.headers
+
+    @property
+    def status(self) -> int:
+        return self.response.status
+
+
+class S3Store:
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        signer: Signer | None,
+        *,
+        virtual_host: bool = False,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        retries: int = 3,
+        max_connections: int = 64,
+        backoff_base_s: float = 0.1,
+        http_client: str = "aiohttp",
+        tls: ssl.SSLContext | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        parts = urlsplit(self.endpoint)
+        self.scheme, self.host = parts.scheme, parts.netloc
+        self.virtual_host = virtual_host
+        self.region = region
+        self.signer = signer
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
+                                                read_timeout_s=read_timeout_s, max_connections=max_connections,
+                                                tls=tls)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # ---- the wire ------------------------------------------------------------------------------
+
+    def _build(
+        self, method: str, bucket: str, key: str, query: Mapping[str, str] | None, headers: Mapping[str, str] | None,
+    ) -> tuple[str, str, dict[str, str]]:
+        """(URL, request target, signed headers) of one request."""
+        host, base = self.host, self.endpoint
+        if self.virtual_host and bucket:  # bucket.host/key
+            host = f"{bucket}.{self.host}"
+            base = f"{self.scheme}://{host}"
+            path = "/" + quote(key, safe="/~")
+        else:
+            path = "/" + quote(bucket, safe="") if bucket else "/"
+            if key:
+                path += "/" + quote(key, safe="/~")
+        if query:
+            path += "?" + "&".join(
+                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" if v != "" else quote(k, safe="-_.~")
+                for k, v in sorted(query.items()))
+        sent = {"host": host, **(headers or {})}
+        if self.signer is not None:
+            sent = self.signer.sign(method, path, sent)
+        return base + path, path, sent
+
+    async def request(
+        self, method: str, bucket: str = "", key: str = "", query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, body: Body | bytes | None = None, stream: bool = False,
+        idempotent: bool = True,
+    ) -> Sent:
+        """Send one S3 request; returns a 2xx response (its body read, unless stream) or raises S3Error."""
+        attempt = 0
+        while True:
+            url, target, sent = self._build(method, bucket, key, query, headers)
+            try:
+                response = await self.http.send(method, url, target, sent, body)
+                content = b"" if stream else await response.read()
+            except OriginUnreachable as exc:
+                if idempotent and attempt < self.retries:
+                    attempt += 1
+                    await self._backoff(attempt, f"{method} {target}: {exc}")
+                    continue
+                raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} is unreachable: "
+                              f"{exc.kind}") from None
+            if response.status < 300:
+                return Sent(response, content)
+            if stream:
+                content = b""
+                if method != "HEAD":
+                    try:
+                        content = await response.read()
+                    except OriginUnreachable:
+                        pass
+            await response.aclose()
+            if response.status in _RETRY_STATUS and idempotent and attempt < self.retries:
+                attempt += 1
+                await self._backoff(attempt, f"{method} {target}: HTTP {response.status}")
+                continue
+            raise self._error(response, content, bucket, key)
+
+    async def _backoff(self, attempt: int, why: str) -> None:
+        delay = self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+        log.warning("origin request failed (%s); retry %d/%d in %.2fs", why, attempt, self.retries, delay)
+        await asyncio.sleep(delay)
+
+    def _error(self, response: Response, data: bytes, bucket: str, key: str) -> S3Error:
+        status = response.status
+        code, message = None, ""
+        if data:
+            try:
+                root = parse_xml(data)
+                code, message = root.findtext("Code"), root.findtext("Message") or ""
+            except ElementTree.ParseError:
+                pass
+        if code is None:
+            code = _STATUS_CODES.get(status, "InternalError" if status >= 500 else "InvalidRequest")
+            if code == "NoSuchKey" and not key:
+                code = "NoSuchBucket"
+        if code == "NoSuchBucket":
+            return no_such_bucket(bucket)
+        if code == "NoSuchKey":
+            return no_such_key(key)
+        if status >= 500 and not message:
+            message = f"The origin {self.endpoint} answered HTTP {status}"
+        headers = {"content-range": response.headers["content-range"]} if status == 416 and \
+            "content-range" in response.headers else {}
+        known = code in CODES and CODES[code][0] == status
+        return S3Error(code, message, headers=headers, origin_status=None if known else status)
+
+    # ---- buckets -------------------------------------------------------------------------------
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        root = parse_xml((await self.request("GET")).content)
+        return [BucketInfo(b.findtext("Name") or "", iso_epoch(b.findtext("CreationDate")))
+                for b in root.iter("Bucket")]
+
+    async def head_bucket(self, bucket: str) -> None:
+        await self.request("HEAD", bucket)
+
+    async def create_bucket(self, bucket: str) -> None:
+        body = b""
+        if self.region != "us-east-1":
+            body = (f'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                    f"<LocationConstraint>{self.region}</LocationConstraint></CreateBucketConfiguration>").encode()
+        await self.request("PUT", bucket, body=body, idempotent=False)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        await self.request("DELETE", bucket)
+
+    async def get_bucket_tags(self, bucket: str) -> dict[str, str]:
+        try:
+            response = await self.request("GET", bucket, query={"tagging": ""})
+        except S3Error as error:
+            if error.code == "NoSuchTagSet":
+                return {}
+            raise
+        return tags_of(parse_xml(response.content))
+
+    async def put_bucket_tags(self, bucket: str, tags: dict[str, str] | None) -> None:
+        if tags is None:
+            await self.request("DELETE", bucket, query={"tagging": ""})
+        else:
+            await self.request("PUT", bucket, query={"tagging": ""}, body=tagging_xml(tags))
+
+    # ---- objects -------------------------------------------------------------------------------
+
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        try:
+            response = await self.request("HEAD", bucket, key, headers={"x-amz-checksum-mode": "ENABLED"})
+        except S3Error as error:
+            if error.code == "NoSuchKey":
+                # A 404 to a HEAD has no body to tell a missing key from a missing bucket: ask.
+                await self.head_bucket(bucket)  # NoSuchBucket if that is what is missing
+            raise
+        return meta_from_headers(key, response.headers)
+
+    async def open_object(self, bucket: str, key: str) -> OriginObject:
+        return OriginObject(self, bucket, await self.head_object(bucket, key))
+
+    async def read_range(self, bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of the object version etag; PreconditionFailed if it changed meanwhile."""
+        response = await self.request("GET", bucket, key, headers={
+            "range": f"bytes={start}-{end - 1}", "if-match": f'"{etag}"'}, stream=True)
+        try:
+            async for chunk in response.response.raw():
+                yield chunk
+        except OriginUnreachable as exc:
+            raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} broke off a read: "
+                          f"{exc.kind}") from None
+        finally:
+            await response.response.aclose()
+
+    async def put_object(
+        self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
+    ) -> ObjectMeta:
+        headers = object_write_headers(new)
+        headers.update(condition_headers(conditions))
+        # Checksums known before the body (sent as headers by the client) go along: the origin checks and keeps them.
+        headers.update({f"x-amz-checksum-{name}": value for name, value in new.checksums.items()})
+        if new.checksums:
+            headers["x-amz-sdk-checksum-algorithm"] = next(iter(new.checksums)).upper()  # as the SDKs send it
+        if size is not None:
+            headers["content-length"] = str(size)
+        trailing = new.trailing_checksum
+        if trailing in CHECKSUM_CHARS and trailing not in new.checksums and size is not None:
+            # The client's checksum comes after its body: pass it on the same way, as an aws-chunked trailer.
+            body, encoded_size = with_trailer(body, size, new.checksums, trailing)
+            encoding = headers.get("content-encoding")
+            headers.update({
+                "content-encoding": f"aws-chunked,{encoding}" if encoding else "aws-chunked",
+                "content-length": str(encoded_size), "x-amz-decoded-content-length": str(size),
+                "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                "x-amz-trailer": f"x-amz-checksum-{trailing}", "x-amz-sdk-checksum-algorithm": trailing.upper()})
+        response = await self.request("PUT", bucket, key, headers=headers, body=body, idempotent=False)
+        return ObjectMeta(key=key, size=size or 0, etag=response.headers.get("etag", "").strip('"'),
+                          last_modified=http_epoch(response.headers.get("date")), headers=new.headers,
+                          user_metadata=new.user_metadata, tags=new.tags, tag_count=len(new.tags))
+
+    async def copy_object(
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+    ) -> ObjectMeta:
+        headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}"}
+        if new is not None:
+            headers.update(object_write_headers(NewObject(new.headers, new.user_metadata)))
+            headers["x-amz-metadata-directive"] = "REPLACE"
+        if tags is not None:
+            headers["x-amz-tagging-directive"] = "REPLACE"
+            headers["x-amz-tagging"] = urlencode(tags)
+        response = await self.request("PUT", bucket, key, headers=headers)
+        root = parse_xml(response.content)
+        if root.tag == "Error":  # S3 may answer 200 and report the failure in the body
+            raise S3Error(root.findtext("Code") or "InternalError", root.findtext("Message") or "",
+                          origin_status=500)
+        return await self.head_object(bucket, key)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        await self.request("DELETE", bucket, key)
+
+    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others."""
+        outcomes: dict[int, S3Error | None] = {}
+        batch = [i for i, key in enumerate(keys) if xml_safe(key)]
+        if batch:
+            body = delete_xml([keys[i] for i in batch])
+            headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                       "content-type": "application/xml"}
+            # Deleting is idempotent (an absent key counts as deleted): safe to retry.
+            root = parse_xml((await self.request("POST", bucket, query={"delete": ""}, headers=headers,
+                                                 body=body)).content)
+            failed = {}
+            for error in root.iter("Error"):
+                code = error.findtext("Code") or "InternalError"
+                failed[error.findtext("Key") or ""] = S3Error(code, error.findtext("Message") or "",
+                                                              origin_status=None if code in CODES else 500)
+            for i in batch:
+                outcomes[i] = failed.get(keys[i])
+        for i in (i for i in range(len(keys)) if i not in outcomes):
+            try:
+                await self.delete_object(bucket, keys[i])
+                outcomes[i] = None
+            except S3Error as error:
+                outcomes[i] = error
+        return [outcomes[i] for i in range(len(keys))]
+
+    async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
+        return tags_of(parse_xml((await self.request("GET", bucket, key, query={"tagging": ""})).content))
+
+    async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
+        if tags:
+            await self.request("PUT", bucket, key, query={"tagging": ""}, body=tagging_xml(tags))
+        else:
+            await self.request("DELETE", bucket, key, query={"tagging": ""})
+
+    async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
+        if max_keys <= 0:
+            return ListPage([], [], False, None)
+        query = {"list-type": "2", "max-keys": str(min(max_keys, MAX_KEYS)), "encoding-type": "url"}
+        if prefix:
+            query["prefix"] = prefix
+        if delimiter:
+            query["delimiter"] = delimiter
+        if marker:
+            # A marker that is a common prefix of this listing must skip everything under it, not just itself.
+            rest = marker[len(prefix):] if marker.startswith(prefix) else ""
+            rolled_up = bool(delimiter) and rest.endswith(delimiter) and rest.find(delimiter) == len(rest) - len(delimiter)
+            query["start-after"] = marker + _HIGHEST if rolled_up else marker
+        root = parse_xml((await self.request("GET", bucket, query=query)).content)
+        # encoding-type=url as AWS applies it: a space is "+", a "+" is %2B (botocore decodes with unquote_plus too);
+        # an origin that ignored the parameter says so by leaving out EncodingType, and its keys are taken as sent.
+        decode = unquote_plus if root.findtext("EncodingType") == "url" else str
+        entries = [ListEntry(decode(c.findtext("Key") or ""), int(c.findtext("Size") or 0),
+                             (c.findtext("ETag") or "").strip('"'), iso_epoch(c.findtext("LastModified")))
+                   for c in root.iter("Contents")]
+        prefixes = [decode(p.findtext("Prefix") or "") for p in root.iter("CommonPrefixes")]
+        truncated = (root.findtext("IsTruncated") or "false") == "true"
+        last = max([e.key for e in entries] + prefixes) if truncated and (entries or prefixes) else None
+        return ListPage(entries, prefixes, truncated, last)
+
+    # ---- multipart -----------------------------------------------------------------------------
+
+    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
+        response = await self.request("POST", bucket, key, query={"uploads": ""}, headers=object_write_headers(new),
+                                      idempotent=False)
+        return parse_xml(response.content).findtext("UploadId") or ""
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+    ) -> PartInfo:
+        headers = {"content-length": str(size)} if size is not None else {}
+        response = await self.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
+                                      headers=headers, body=body, idempotent=False)
+        return PartInfo(number, size or 0, response.headers.get("etag", "").strip('"'),
+                        http_epoch(response.headers.get("date")))
+
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
+    ) -> PartInfo:
+        headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}",
+                   "x-amz-copy-source-range": f"bytes={start}-{end - 1}"}
+        response = await self.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
+                                      headers=headers)
+        root = parse_xml(response.content)
+        return PartInfo(number, end - start, (root.findtext("ETag") or "").strip('"'),
+                        iso_epoch(root.findtext("LastModified")))
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+    ) -> ObjectMeta:
+        body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag></Part>"
+                       for n, etag in parts)
+        document = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
+        response = await self.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
+                                      headers=condition_headers(conditions), idempotent=False)
+        root = parse_xml(response.content)
+        if root.tag == "Error":
+            code = root.findtext("Code") or "InternalError"
+            raise S3Error(code, root.findtext("Message") or "", origin_status=None if code in CODES else 500)
+        return await self.head_object(bucket, key)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.request("DELETE", bucket, key, query={"uploadId": upload_id})
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        parts: list[PartInfo] = []
+        marker = "0"
+        while True:
+            root = parse_xml((await self.request("GET", bucket, key, query={
+                "uploadId": upload_id, "part-number-marker": marker})).content)
+            parts += [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0),
+                               (p.findtext("ETag") or "").strip('"'), iso_epoch(p.findtext("LastModified")))
+                      for p in root.iter("Part")]
+            if (root.findtext("IsTruncated") or "false") != "true":
+                return parts
+            marker = root.findtext("NextPartNumberMarker") or str(parts[-1].number)
+
+    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
+        root = parse_xml((await self.request("GET", bucket, query={"uploads": ""})).content)
+        return [UploadInfo(u.findtext("Key") or "", u.findtext("UploadId") or "",
+                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "")
+                for u in root.iter("Upload")]
+
+
+class OriginObject:
+    """An origin object read straight from the origin (the cache layer wraps this with blocks)."""
+
+    def __init__(self, store: S3Store, bucket: str, meta: ObjectMeta) -> None:
+        self.store, self.bucket, self.meta = store, bucket, meta
+
+    def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        return self.store.read_range(self.bucket, self.meta.key, self.meta.etag, start, end)
+
+    async def read_small(self, start: int, end: int) -> bytes:
+        return b"".join([chunk async for chunk in self.iter_range(start, end, end - start)]) if end > start else b""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,135 @@
+"""The S3 wire format toward an origin: response XML and headers in, request headers and bodies out.
+
+Pure helpers of cache.storage.origin.store, kept apart so the client itself is only requests, retries and errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
+from xml.etree.ElementTree import Element
+from xml.sax.saxutils import escape
+
+from defusedxml import ElementTree
+
+from cache.s3.errors import S3Error
+from cache.s3.model import (
+    STORED_HEADERS,
+    NewObject,
+    ObjectMeta,
+    WriteConditions,
+)
+from cache.storage.base import Body
+
+
+def parse_xml(data: bytes) -> Element:
+    element = ElementTree.fromstring(data)
+    for node in element.iter():
+        if isinstance(node.tag, str) and "}" in node.tag:
+            node.tag = node.tag.split("}", 1)[1]
+    return element
+
+
+def http_epoch(http_date: str | None) -> float:
+    if not http_date:
+        return 0.0
+    try:
+        return parsedate_to_datetime(http_date).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def iso_epoch(text: str | None) -> float:
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
+    return ObjectMeta(
+        key=key,
+        size=int(headers.get("content-length", "0")),
+        etag=headers.get("etag", "").strip('"'),
+        last_modified=http_epoch(headers.get("last-modified")),
+        headers={name: headers[name] for name in STORED_HEADERS if name in headers},
+        user_metadata={name[11:]: value for name, value in headers.items() if name.startswith("x-amz-meta-")},
+        tag_count=int(headers.get("x-amz-tagging-count", "0")),
+        checksums={name[15:]: value for name, value in headers.items()
+                   if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type"},
+    )
+
+
+def object_write_headers(new: NewObject) -> dict[str, str]:
+    headers = dict(new.headers)
+    headers.update({f"x-amz-meta-{name}": value for name, value in new.user_metadata.items()})
+    if new.tags:
+        headers["x-amz-tagging"] = urlencode(new.tags)
+    return headers
+
+
+CHECKSUM_CHARS = {"crc32": 8, "crc32c": 8, "crc64nvme": 12, "sha1": 28, "sha256": 44}  # base64 of each digest
+_TRAILER_CHUNK_BYTES = 64 << 10
+
+
+_XML_CHARS = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+
+
+def xml_safe(text: str) -> bool:
+    """True when XML 1.0 can carry text (it cannot carry most control characters, whatever the escaping)."""
+    return _XML_CHARS.fullmatch(text) is not None
+
+
+def delete_xml(keys: list[str]) -> bytes:
+    """The body of a DeleteObjects request (not quiet: the answer lists every key's outcome)."""
+    objects = "".join(f"<Object><Key>{escape(key, {chr(13): '&#13;'})}</Key></Object>" for key in keys)
+    return f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{objects}</Delete>'.encode()
+
+
+def with_trailer(body: Body, size: int, checksums: dict[str, str], name: str) -> tuple[Body, int]:
+    """body (size bytes) as aws-chunked with the checksum `name` in a trailer, and the encoded length.
+
+    The checksum is read from checksums when the body has ended: the body's reader fills it in then.
+    """
+    def framed(length: int) -> int:
+        return len(f"{length:x}") + 2 + length + 2
+
+    full, rest = divmod(size, _TRAILER_CHUNK_BYTES)
+    encoded_size = full * framed(_TRAILER_CHUNK_BYTES) + (framed(rest) if rest else 0) + 3 + \
+        len(f"x-amz-checksum-{name}:") + CHECKSUM_CHARS[name] + 4
+
+    async def encoded() -> AsyncIterator[bytes]:
+        pending = bytearray()
+        async for piece in body:
+            pending += piece
+            while len(pending) >= _TRAILER_CHUNK_BYTES:
+                yield b"%x\r\n%s\r\n" % (_TRAILER_CHUNK_BYTES, pending[:_TRAILER_CHUNK_BYTES])
+                del pending[:_TRAILER_CHUNK_BYTES]
+        if pending:
+            yield b"%x\r\n%s\r\n" % (len(pending), pending)
+        value = checksums.get(name, "")
+        if len(value) != CHECKSUM_CHARS[name]:
+            raise S3Error("InternalError", f"The {name} checksum of the body is missing")
+        yield f"0\r\nx-amz-checksum-{name}:{value}\r\n\r\n".encode()
+
+    return encoded(), encoded_size
+
+
+def condition_headers(conditions: WriteConditions) -> dict[str, str]:
+    headers = {}
+    if conditions.if_none_match is not None:
+        headers["if-none-match"] = conditions.if_none_match
+    if conditions.if_match is not None:
+        headers["if-match"] = f'"{conditions.if_match}"'
+    return headers
+
+
+def tags_of(root: Element) -> dict[str, str]:
+    return {t.findtext("Key") or "": t.findtext("Value") or "" for t in root.iter("Tag")}
+
+
+def tagging_xml(tags: dict[str, str]) -> bytes:
+    entries = "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in tags.items())
+    return f"<Tagging><TagSet>{entries}</TagSet></Tagging>".encode()

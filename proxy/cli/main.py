@@ -1,0 +1,244 @@
+"""The ``s3cache`` command line: ``serve`` runs one worker (no arguments: the embedded default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from cache.blocks.store import BlockStore
+from conf.settings import ConfigError, Settings, load_settings
+from proxy.app import SETTINGS_ENV, build_app
+from proxy.cli import load, sidecar
+from proxy.cli.status import status
+from proxy.stack import listen_url
+
+# flag -> (section, field): the CLI layer of the settings, above file and environment.
+SERVE_FLAGS: dict[str, tuple[str, str]] = {
+    "host": ("server", "host"),
+    "port": ("server", "port"),
+    "processes": ("server", "processes"),
+    "region": ("server", "region"),
+    "data": ("storage", "data_dir"),
+    "cache_dir": ("cache", "cache_dir"),
+    "cache_capacity": ("cache", "capacity_bytes"),
+    "block_size": ("cache", "block_size_bytes"),
+    "log_level": ("log", "level"),
+    "origin": ("origin", "endpoint"),
+    "origin_region": ("origin", "region"),
+    "origin_access_key": ("origin", "access_key_id"),
+    "origin_secret_key": ("origin", "secret_access_key"),
+    "origin_client": ("origin", "http_client"),
+    "metadata_ttl": ("cache", "metadata_ttl_s"),
+    "eviction": ("cache", "eviction"),
+    "redis": ("cluster", "redis_url"),
+    "advertise_url": ("cluster", "advertise_url"),
+    "worker_id": ("cluster", "worker_id"),
+    "data_path": ("cluster", "data_path"),
+    "cluster_secret": ("cluster", "secret"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s3cache",
+        description="A distributed S3 cache: one ordinary S3 endpoint in front of a directory or an S3 origin.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve", help="run a worker (no arguments: 127.0.0.1:29998 over ./data, no Redis)",
+        description="Run one s3cache worker. Settings come from --config, then S3CACHE_<SECTION>_<FIELD> "
+                    "environment variables, then these flags.")
+    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file (see conf/example.toml)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port to listen on (default 29998; 0 picks a free port)")
+    serve.add_argument("--processes", type=int, help="uvicorn worker processes (default 1; one per core at most)")
+    serve.add_argument("--region", help="region reported to clients (default us-east-1)")
+    serve.add_argument("--data", metavar="DIR",
+                       help="directory under storage: each sub-directory is a bucket (default ./data)")
+    serve.add_argument("--cache-dir", metavar="DIR", help="local directory for cached blocks")
+    serve.add_argument("--cache-capacity", metavar="SIZE", help="cache capacity, bytes or with K/M/G suffix")
+    serve.add_argument("--block-size", metavar="SIZE", help="cache block size, bytes or with K/M/G suffix")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="log level (default info)")
+    origin = serve.add_argument_group("S3 origin (cache every bucket of an S3 endpoint)")
+    origin.add_argument("--origin", metavar="URL", help="S3 origin endpoint, e.g. http://minio:9000; credentials "
+                        "from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY unless given below")
+    origin.add_argument("--origin-region", metavar="REGION", help="region to sign origin requests for (us-east-1)")
+    origin.add_argument("--origin-access-key", metavar="KEY", help="origin access key id")
+    origin.add_argument("--origin-secret-key", metavar="SECRET", help="origin secret access key")
+    origin.add_argument("--origin-client", choices=["aiohttp", "httpx"],
+                        help="HTTP library of the origin client (default aiohttp: less CPU per request)")
+    origin.add_argument("--metadata-ttl", type=float, metavar="SECONDS",
+                        help="how long origin metadata is trusted (default 60)")
+    origin.add_argument("--eviction", choices=["lru", "s3fifo"], help="block eviction policy (default s3fifo)")
+    origin.add_argument("--mount", action="append", metavar="NAME=URI[,ro]",
+                        help="serve bucket NAME from s3://bucket/prefix or file:///dir; ',ro' makes it read-only; "
+                             "repeatable")
+    cluster = serve.add_argument_group("cluster (workers sharing a Redis placement map)")
+    cluster.add_argument("--redis", metavar="URL", help="join the cluster whose placement map is in this Redis, "
+                         "e.g. redis://10.0.0.5:6379/0")
+    cluster.add_argument("--cluster-secret", metavar="SECRET", help="shared secret of the cluster (required with "
+                         "--redis): authenticates peer requests and redirect tokens")
+    cluster.add_argument("--advertise-url", metavar="URL", help="URL peers and redirected clients use to reach "
+                         "this worker (default http://HOST:PORT)")
+    cluster.add_argument("--worker-id", metavar="ID", help="stable worker id (default the advertised URL)")
+    cluster.add_argument("--data-path", choices=["proxy", "redirect", "auto"],
+                         help="reads of blocks held elsewhere: proxy them (default), redirect the client (307), "
+                              "or auto (redirect only clients that follow 307)")
+    sidecar.add_parser(commands)
+    warm = commands.add_parser("load", help="warm a prefix into the cache (with a progress bar)",
+                               description="Read every object under s3://bucket/prefix through an endpoint so the "
+                               "cluster caches it; the bytes are discarded.")
+    warm.add_argument("target", metavar="s3://bucket/prefix")
+    warm.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
+                      help="a worker or the load balancer (default http://127.0.0.1:29998)")
+    warm.add_argument("--concurrency", type=int, default=8, help="objects read at once (default 8)")
+    warm.add_argument("--quiet", action="store_true", help="no progress bar")
+    check = commands.add_parser("check", help="verify a block cache directory: drop orphan, partial and corrupt "
+                                "files", description="Verify every block file of a (stopped) worker's cache "
+                                "directory against its checksums; drop orphans, partial writes and corrupt blocks.")
+    check.add_argument("--cache-dir", required=True, metavar="DIR", help="the worker's cache directory")
+    state = commands.add_parser("status", help="show a worker and its cluster: workers, cache use, hit ratio",
+                                description="Ask a worker for its view of itself and of the cluster it is in.")
+    state.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
+                       help="any worker of the cluster (default http://127.0.0.1:29998)")
+    state.add_argument("--json", action="store_true", help="print the raw report as JSON")
+    return parser
+
+
+def parse_mount(text: str) -> dict[str, str]:
+    """``NAME=URI[,ro|,rw|,wo]`` -> a [[mounts]] table."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise ConfigError(f"--mount {text!r}: expected NAME=URI[,ro]")
+    uri, _, flag = rest.partition(",")
+    modes = {"": "read-write", "rw": "read-write", "ro": "read-only", "wo": "write-only"}
+    if flag not in modes:
+        raise ConfigError(f"--mount {text!r}: the mode after ',' is ro, rw or wo")
+    return {"bucket": name, "uri": uri, "mode": modes[flag]}
+
+
+def settings_from_args(args: argparse.Namespace, env: dict[str, str]) -> Settings:
+    overrides: dict[str, Any] = {}
+    for flag, (section, field) in SERVE_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.setdefault(section, {})[field] = value
+    if getattr(args, "mount", None):
+        overrides["mounts"] = [parse_mount(text) for text in args.mount]
+    return load_settings(args.config, env, overrides)
+
+
+def _banner(settings: Settings) -> str:
+    endpoint = listen_url(settings)
+    source = settings.origin.endpoint or settings.storage.data_dir.resolve()
+    return (f"s3cache serving {source} at {endpoint}\n"
+            f"  try: AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url {endpoint} s3 ls")
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per origin request is noise; s3cache logs its own
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    common: dict[str, Any] = {
+        "loop": "uvloop", "http": "httptools", "lifespan": "on", "access_log": False, "server_header": False,
+        "proxy_headers": False,  # no X-Forwarded-* rewriting: SigV4 needs the Host the client used
+        "timeout_keep_alive": settings.server.keepalive_timeout_s, "log_level": settings.log.level,
+    }
+    if settings.server.processes > 1:
+        os.environ[SETTINGS_ENV] = json.dumps(settings.model_dump(mode="json"))
+        print(_banner(settings), flush=True)
+        uvicorn.run("proxy.app:app_from_env", factory=True, host=settings.server.host, port=settings.server.port,
+                    workers=settings.server.processes, **common)
+        return
+    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.server.host, settings.server.port))
+    port = sock.getsockname()[1]
+    if port != settings.server.port:  # --port 0: peers and redirects need the port actually bound
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": port})})
+    config = uvicorn.Config(build_app(settings), **common)
+    print(_banner(settings), flush=True)
+    _Server(config).run(sockets=[sock])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, plus: on SIGTERM/SIGINT a cluster worker leaves the placement at once, then drains."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        app = self.config.app
+        leave = getattr(getattr(app, "stack", None), "registry", None)
+        if leave is not None and not self.should_exit:
+            task = asyncio.get_event_loop().create_task(leave.leave())
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+        super().handle_exit(sig, frame)
+
+
+_leaving: set[asyncio.Task[None]] = set()
+
+
+def check_cache(directory: Path) -> int:
+    if not directory.is_dir():
+        print(f"s3cache: {directory} is not a directory", file=sys.stderr)
+        return 2
+    store = BlockStore(directory, capacity_bytes=1 << 62)
+    store.load()
+    report = store.check()
+    print(f"{directory}: {report.kept} blocks good, dropped {report.dropped_corrupt} corrupt, "
+          f"{report.dropped_partial} partial, {report.dropped_orphan} orphan files")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sidecar":
+        try:
+            return sidecar.run(args)
+        except ConfigError as error:
+            print(f"s3cache sidecar: {error}", file=sys.stderr)
+            return 2
+    if args.command == "load":
+        try:
+            report = asyncio.run(load.load(args.endpoint, args.target, args.concurrency, not args.quiet))
+        except (ValueError, httpx.HTTPError) as error:
+            print(f"s3cache load: {error}", file=sys.stderr)
+            return 2
+        print(load.summary(args.target, report))
+        return 1 if report.failed else 0
+    if args.command == "check":
+        return check_cache(Path(args.cache_dir))
+    if args.command == "status":
+        try:
+            print(status(args.endpoint, args.json))
+        except httpx.HTTPError as error:
+            print(f"s3cache: cannot read the status of {args.endpoint}: {error}", file=sys.stderr)
+            return 1
+        return 0
+    try:
+        settings = settings_from_args(args, dict(os.environ))
+    except ConfigError as error:
+        print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        try:
+            serve(settings)
+        except ConfigError as error:
+            print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

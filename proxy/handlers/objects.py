@@ -1,0 +1,168 @@
+"""Object operations: GetObject, HeadObject, PutObject, CopyObject, DeleteObject, DeleteObjects."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from cache.s3.errors import S3Error, invalid_argument
+from cache.s3.model import NewObject, ObjectMeta
+from proxy.body import body_check, decoded_body, read_xml_body
+from proxy.conditions import check_preconditions, parse_range
+from proxy.context import Context
+from proxy.headers import (
+    apply_response_overrides,
+    check_version_id,
+    new_object,
+    object_headers,
+    tags_from_header,
+    write_conditions,
+)
+from proxy.http import Request, Response
+from proxy.xml import child_text, document, iso_time, parse, tag
+
+SMALL_READ_BYTES = 256 << 10  # read in one go and sent in one message
+CHUNK_BYTES = 1 << 20
+LARGE_CHUNK_BYTES = 4 << 20  # for long streams: fewer sends, less CPU per GB
+LARGE_STREAM_BYTES = 16 << 20
+MAX_DELETE_KEYS = 1000
+
+
+def _checksum_headers(request: Request, meta: ObjectMeta) -> dict[str, str]:
+    if request.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
+        return {}
+    return {f"x-amz-checksum-{name}": value for name, value in meta.checksums.items()}
+
+
+async def head_object(ctx: Context, request: Request) -> Response:
+    check_version_id(request)
+    meta = await ctx.store.head_object(request.bucket, request.key)
+    check_preconditions(request.headers, meta)
+    headers = object_headers(meta)
+    span = parse_range(request.headers.get("range"), meta.size)
+    if span is None:
+        headers["content-length"] = str(meta.size)
+        headers.update(_checksum_headers(request, meta))
+        status = 200
+    else:
+        headers["content-length"] = str(span[1] - span[0])
+        headers["content-range"] = f"bytes {span[0]}-{span[1] - 1}/{meta.size}"
+        status = 206
+    apply_response_overrides(request, headers)
+    return Response(status, headers)
+
+
+async def get_object(ctx: Context, request: Request) -> Response:
+    check_version_id(request)
+    opened = await ctx.store.open_object(request.bucket, request.key)
+    try:
+        meta = opened.meta
+        check_preconditions(request.headers, meta)
+        headers = object_headers(meta)
+        span = parse_range(request.headers.get("range"), meta.size)
+        if span is None:
+            start, end, status = 0, meta.size, 200
+            headers.update(_checksum_headers(request, meta))
+        else:
+            (start, end), status = span, 206
+            headers["content-range"] = f"bytes {start}-{end - 1}/{meta.size}"
+        headers["content-length"] = str(end - start)
+        apply_response_overrides(request, headers)
+        if end - start <= SMALL_READ_BYTES:
+            data = await opened.read_small(start, end)
+            return Response(status, headers, data, len(data))
+        chunk = LARGE_CHUNK_BYTES if end - start >= LARGE_STREAM_BYTES else CHUNK_BYTES
+        return Response(status, headers, opened.iter_range(start, end, chunk), end - start)
+    except BaseException:
+        opened.close()
+        raise
+
+
+async def put_object(ctx: Context, request: Request) -> Response:
+    new = new_object(request)
+    check = body_check(request)
+    if check.checksum_algorithm and check.checksum_value is not None:  # known up front: an origin gets it as a header
+        check.checksums[check.checksum_algorithm] = check.checksum_value
+    trailing = check.checksum_algorithm if check.checksum_value is None else None
+    new = NewObject(new.headers, new.user_metadata, new.tags, check.checksums, trailing)  # filled as the body ends
+    meta = await ctx.store.put_object(request.bucket, request.key, decoded_body(request, check), new,
+                                      write_conditions(request), size=check.expected_length)
+    headers = {"etag": f'"{meta.etag}"'}
+    headers.update({f"x-amz-checksum-{name}": value for name, value in check.checksums.items()})
+    return Response(200, headers)
+
+
+def copy_source(request: Request) -> tuple[str, str]:
+    """``x-amz-copy-source: /bucket/key?versionId=...`` (URL-encoded) -> (bucket, key)."""
+    raw = request.headers.get("x-amz-copy-source", "")
+    path, _, query = raw.partition("?")
+    path = unquote(path).lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                               "x-amz-copy-source", raw)
+    if query.startswith("versionId=") and query[len("versionId="):] != "null":
+        raise invalid_argument("Invalid version id specified", "x-amz-copy-source", raw)
+    return bucket, key  # the store judges the key, as it does every key
+
+
+def _directive(request: Request, header: str) -> str:
+    value = request.headers.get(header, "COPY").upper()
+    if value not in ("COPY", "REPLACE"):
+        raise invalid_argument(f"Unknown {header}", header, value)
+    return value
+
+
+async def copy_object(ctx: Context, request: Request) -> Response:
+    src_bucket, src_key = copy_source(request)
+    metadata_directive = _directive(request, "x-amz-metadata-directive")
+    tagging_directive = _directive(request, "x-amz-tagging-directive")
+    if (src_bucket, src_key) == (request.bucket, request.key) and metadata_directive == "COPY" \
+            and "x-amz-storage-class" not in request.headers:
+        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to "
+                      "itself without changing the object's metadata, storage class, website redirect location "
+                      "or encryption attributes.")
+    source = await ctx.store.head_object(src_bucket, src_key)
+    check_preconditions(request.headers, source, prefix="x-amz-copy-source-")
+    new = new_object(request) if metadata_directive == "REPLACE" else None
+    tags = tags_from_header(request) if tagging_directive == "REPLACE" else None
+    meta = await ctx.store.copy_object(src_bucket, src_key, request.bucket, request.key, new, tags)
+    body = document("CopyObjectResult", tag("LastModified", iso_time(meta.last_modified)),
+                    tag("ETag", f'"{meta.etag}"'))
+    return Response.xml(body)
+
+
+async def delete_object(ctx: Context, request: Request) -> Response:
+    check_version_id(request)
+    await ctx.store.delete_object(request.bucket, request.key)
+    return Response(204)
+
+
+async def delete_objects(ctx: Context, request: Request) -> Response:
+    root = parse(await read_xml_body(request), "Delete")
+    quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
+    objects = root.findall("Object")
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise S3Error("MalformedXML", f"A Delete request names 1 to {MAX_DELETE_KEYS} objects")
+    items = []
+    for item in objects:  # the whole request is checked before anything is deleted
+        key = child_text(item, "Key")
+        if key is None:
+            raise S3Error("MalformedXML", "Each Object must have a Key")
+        items.append((key, child_text(item, "VersionId")))
+    await ctx.store.head_bucket(request.bucket)
+    # Versions other than "null" do not exist in these unversioned buckets; the rest go in one call (one
+    # DeleteObjects request to an S3 origin).
+    wanted = [key for key, version in items if version in (None, "null")]
+    outcomes = iter(await ctx.store.delete_objects(request.bucket, wanted) if wanted else [])
+    results = []
+    for key, version in items:
+        version_xml = tag("VersionId", version) if version is not None else ""
+        error = next(outcomes) if version in (None, "null") else \
+            S3Error("NoSuchVersion", "The specified version does not exist.")
+        if error is not None:
+            results.append(f"<Error>{tag('Key', key)}{version_xml}{tag('Code', error.code)}"
+                           f"{tag('Message', error.message)}</Error>")
+        elif not quiet:
+            results.append(f"<Deleted>{tag('Key', key)}{version_xml}</Deleted>")
+    return Response.xml(document("DeleteResult", *(r for r in results if r)))
+

@@ -1,0 +1,148 @@
+"""Building the storage stack from settings: the one place under-storage clients are made.
+
+    directory only (the embedded default)   -> DirectoryStore, nothing in between
+    an origin and/or mounts                 -> CachedStore(Namespace(mounts, default store), BlockReader)
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from cache.blocks.metadata import CachedStore
+from cache.blocks.reader import BlockReader
+from cache.blocks.store import BlockStore
+from cache.cluster.peers import Peers
+from cache.cluster.registry import Registry
+from cache.cluster.routing import Cluster
+from cache.storage.base import UnderStore
+from cache.storage.directory.store import DirectoryStore
+from cache.storage.namespace import Mount, Namespace
+from cache.storage.origin.signing import Signer, resolve_credentials
+from cache.storage.origin.store import S3Store
+from cache.storage.origin.transport import tls_context
+from conf.settings import ConfigError, Settings
+
+
+@dataclass
+class Stack:
+    store: UnderStore
+    namespace: Namespace | None = None
+    blocks: BlockStore | None = None
+    reader: BlockReader | None = None
+    registry: Registry | None = None
+    cluster: Cluster | None = None
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def _origin(settings: Settings) -> S3Store | None:
+    o = settings.origin
+    if not o.endpoint:
+        return None
+    ca_bundle = o.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or None
+    try:
+        tls = tls_context(ca_bundle)  # loaded once, here, so a bad bundle is a configuration error
+    except (OSError, ssl.SSLError) as exc:
+        source = "origin.ca_bundle" if o.ca_bundle else "AWS_CA_BUNDLE (origin.ca_bundle unset)"
+        raise ConfigError(f"{source}: cannot load CA certificates from {ca_bundle}: {exc}") from None
+    credentials = resolve_credentials(o.access_key_id, o.secret_access_key, os.environ, o.profile)
+    signer = Signer(credentials, o.region) if credentials else None
+    return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
+                   connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
+                   max_connections=o.max_connections, http_client=o.http_client, tls=tls)
+
+
+def _mount(settings: Settings, index: int, origin: S3Store | None, fsync: bool) -> Mount:
+    m = settings.mounts[index]
+    uri = urlsplit(m.uri)
+    users = frozenset(m.users) if m.users is not None else None
+    if uri.scheme == "s3":
+        if origin is None:
+            raise ConfigError(f"mounts.{index}.uri: s3:// mounts need [origin] endpoint")
+        prefix = uri.path.strip("/")
+        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", m.mode, users,
+                     cached=_reads_through_cache(settings))
+    if uri.scheme == "file":
+        directory = Path(uri.netloc + uri.path)
+        directory.mkdir(parents=True, exist_ok=True)
+        store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory})
+        return Mount(m.bucket, store, m.bucket, "", m.mode, users, cached=False)
+    raise ConfigError(f"mounts.{index}.uri: {m.uri!r} is neither s3://bucket[/prefix] nor file:///directory")
+
+
+def _reads_through_cache(settings: Settings) -> bool:
+    """Origin reads go through the block reader when this node caches, or when it is a capacity-0 gateway of a
+    cluster: the gateway stores nothing but reads through the workers that hold or own each block."""
+    return settings.cache.capacity_bytes > 0 or bool(settings.cluster.redis_url)
+
+
+def listen_url(settings: Settings) -> str:
+    """The URL of this worker's port on this host (a wildcard address shown as loopback)."""
+    host = settings.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{settings.server.port}"
+
+
+def advertised_url(settings: Settings) -> str:
+    return settings.cluster.advertise_url or listen_url(settings)
+
+
+def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster, Peers]:
+    c = settings.cluster
+    assert c.redis_url is not None
+    if not c.secret:
+        raise ConfigError("cluster.secret: a cluster secret is required with cluster.redis_url (--cluster-secret)")
+    if settings.server.processes > 1:
+        raise ConfigError("server.processes: a cluster worker runs one process; start one worker per core")
+    url = advertised_url(settings)
+    worker_id = c.worker_id or url
+    registering = settings.cache.capacity_bytes > 0  # capacity 0: a pure gateway, never a placement target
+    registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats)
+    peers = Peers(c.secret, c.peer_timeout_s, block_size=settings.cache.block_size_bytes)
+    return registry, Cluster(registry, worker_id, registering), peers
+
+
+def build_stack(settings: Settings) -> Stack:
+    directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync)
+    origin = _origin(settings)
+    if origin is None and not settings.mounts and not settings.cluster.redis_url:
+        return Stack(directory)
+    if settings.server.processes > 1 and settings.cache.capacity_bytes > 0:
+        raise ConfigError("server.processes: a caching worker runs one process (its block index lives in it); "
+                          "run one worker per core, each with its own --port and --cache-dir")
+    mounts = [_mount(settings, i, origin, settings.storage.fsync) for i in range(len(settings.mounts))]
+    caching = _reads_through_cache(settings)
+    namespace = Namespace(mounts, origin or directory, default_cached=origin is not None and caching)
+    c = settings.cache
+    blocks = BlockStore(c.cache_dir, c.capacity_bytes, c.eviction)
+    blocks.load()
+    registry = cluster = peers = None
+    if settings.cluster.redis_url:
+        registry, cluster, peers = _cluster(settings, blocks)
+    # Blocks are read by their origin names (bucket and key at the origin), so they are shared across workers and
+    # sidecars whatever their mounts call the bucket; peers are asked for them by those names too.
+    fetch = origin.read_range if origin is not None else namespace.read_range
+    reader = BlockReader(blocks, c.block_size_bytes, fetch, c.readahead_blocks, c.max_fills,
+                         cluster=cluster, peers=peers)
+    store = CachedStore(namespace, reader, c.metadata_ttl_s, c.list_ttl_s, registry=registry)
+    stack = Stack(store, namespace, blocks, reader, registry, cluster)
+    if registry is not None and cluster is not None and peers is not None:
+        blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
+        registry.on_invalidate = store.forget_origin
+        registry.on_reconnect = _held_blocks(blocks)
+        stack.starters.append(lambda: registry.start(cluster.registered, c.block_size_bytes))
+        stack.closers += [registry.stop, peers.aclose]
+    if origin is not None:
+        stack.closers.append(origin.aclose)
+    return stack
+
+
+def _held_blocks(blocks: BlockStore) -> Callable[[], Awaitable[list[str]]]:
+    async def held() -> list[str]:
+        return blocks.ids()
+    return held

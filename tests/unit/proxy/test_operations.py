@@ -1,0 +1,172 @@
+"""Routing: (method, path, query, headers) -> the AWS operation name, 501 for unserved sub-resources, 405 otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from cache.s3.errors import S3Error
+from proxy.http import Request
+from proxy.operations import HANDLERS, ROUTES, resolve
+
+COPY = {"x-amz-copy-source": "/src/key"}
+
+
+def request(method: str, path: str, query: str = "", headers: dict[str, str] | None = None) -> Request:
+    scope = {
+        "type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": query.encode(),
+        "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+
+    async def receive() -> dict[str, object]:
+        raise AssertionError("routing must not read the body")
+
+    return Request(scope, receive)
+
+
+def operation(method: str, path: str, query: str = "", headers: dict[str, str] | None = None) -> str:
+    return resolve(request(method, path, query, headers))
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers", "expected"),
+    [
+        # service
+        ("GET", "/", "", None, "ListBuckets"),
+        # bucket
+        ("HEAD", "/b", "", None, "HeadBucket"),
+        ("PUT", "/b", "", None, "CreateBucket"),
+        ("DELETE", "/b", "", None, "DeleteBucket"),
+        ("GET", "/b", "", None, "ListObjects"),
+        ("GET", "/b/", "", None, "ListObjects"),  # trailing slash: still the bucket
+        ("GET", "/b", "prefix=a%2F&delimiter=%2F&marker=x&max-keys=5", None, "ListObjects"),
+        ("GET", "/b", "list-type=2", None, "ListObjectsV2"),
+        ("GET", "/b", "list-type=2&continuation-token=abc&start-after=x", None, "ListObjectsV2"),
+        ("GET", "/b", "versions", None, "ListObjectVersions"),
+        ("GET", "/b", "versions&prefix=a", None, "ListObjectVersions"),
+        ("GET", "/b", "location", None, "GetBucketLocation"),
+        ("GET", "/b", "versioning", None, "GetBucketVersioning"),
+        ("GET", "/b", "uploads", None, "ListMultipartUploads"),
+        ("GET", "/b", "uploads=", None, "ListMultipartUploads"),
+        ("POST", "/b", "delete", None, "DeleteObjects"),
+        ("GET", "/b", "tagging", None, "GetBucketTagging"),
+        ("PUT", "/b", "tagging", None, "PutBucketTagging"),
+        ("DELETE", "/b", "tagging", None, "DeleteBucketTagging"),
+        # object
+        ("GET", "/b/k", "", None, "GetObject"),
+        ("GET", "/b/a/b/c.txt", "", None, "GetObject"),
+        ("GET", "/b/k", "response-content-type=text%2Fplain", None, "GetObject"),
+        ("HEAD", "/b/k", "", None, "HeadObject"),
+        ("PUT", "/b/k", "", None, "PutObject"),
+        ("PUT", "/b/dir/", "", None, "PutObject"),
+        ("DELETE", "/b/k", "", None, "DeleteObject"),
+        ("PUT", "/b/k", "", COPY, "CopyObject"),
+        ("POST", "/b/k", "uploads", None, "CreateMultipartUpload"),
+        ("PUT", "/b/k", "partNumber=1&uploadId=abc", None, "UploadPart"),
+        ("PUT", "/b/k", "partNumber=2&uploadId=abc", COPY, "UploadPartCopy"),
+        ("PUT", "/b/k", "partNumber=2&uploadId=abc", {**COPY, "x-amz-copy-source-range": "bytes=0-9"},
+         "UploadPartCopy"),
+        ("POST", "/b/k", "uploadId=abc", None, "CompleteMultipartUpload"),
+        ("POST", "/b/k", "uploadId=abc", COPY, "CompleteMultipartUpload"),  # only a PUT copies
+        ("DELETE", "/b/k", "uploadId=abc", None, "AbortMultipartUpload"),
+        ("GET", "/b/k", "uploadId=abc", None, "ListParts"),
+        ("GET", "/b/k", "uploadId=abc&max-parts=10&part-number-marker=3", None, "ListParts"),
+        ("GET", "/b/k", "tagging", None, "GetObjectTagging"),
+        ("PUT", "/b/k", "tagging", None, "PutObjectTagging"),
+        ("DELETE", "/b/k", "tagging", None, "DeleteObjectTagging"),
+        ("PUT", "/b/k", "tagging", COPY, "PutObjectTagging"),  # a copy header does not make tagging a copy
+        # "uploadId" decides over "tagging"
+        ("PUT", "/b/k", "tagging&uploadId=abc&partNumber=1", None, "UploadPart"),
+        ("GET", "/b/k", "uploadId=abc&tagging", None, "ListParts"),
+        ("DELETE", "/b/k", "tagging&uploadId=abc", None, "AbortMultipartUpload"),
+        # the key is not a query: "?tagging" in an encoded key is part of the key
+        ("GET", "/b/k%3Ftagging", "", None, "GetObject"),
+    ],
+)
+def test_routes(method: str, path: str, query: str, headers: dict[str, str] | None, expected: str) -> None:
+    assert operation(method, path, query, headers) == expected
+
+
+def test_every_route_is_covered_by_the_table_above() -> None:
+    covered = {case[-1] for case in _route_cases()}
+    assert covered == set(ROUTES.values())
+
+
+def _route_cases() -> list[tuple[object, ...]]:
+    marks = test_routes.pytestmark  # type: ignore[attr-defined]
+    return [tuple(case) for mark in marks if mark.name == "parametrize" for case in mark.args[1]]
+
+
+def test_addressing_of_the_request() -> None:
+    r = request("GET", "/bucket/a%20b/c%2Fd", "x=1&y")
+    assert (r.bucket, r.key, r.level, r.query) == ("bucket", "a b/c/d", "object", {"x": "1", "y": ""})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("GET", "/b", "acl"),
+        ("PUT", "/b", "acl"),
+        ("GET", "/b/k", "acl"),
+        ("PUT", "/b", "policy"),
+        ("GET", "/b", "cors"),
+        ("GET", "/b", "lifecycle"),
+        ("PUT", "/b", "versioning"),  # PutBucketVersioning: s3cache keeps no versions
+        ("GET", "/b", "website"),
+        ("GET", "/b", "encryption"),
+        ("GET", "/b", "object-lock"),
+        ("GET", "/b/k", "partNumber=1"),  # GetObject by part number
+        ("HEAD", "/b/k", "partNumber=1"),
+        ("GET", "/b/k", "attributes"),
+        ("POST", "/b/k", "restore"),
+        ("POST", "/b/k", "select&select-type=2"),
+        ("PUT", "/b/k", "retention"),
+        ("GET", "/b/k", "legal-hold"),
+        ("GET", "/b/k", "torrent"),
+        ("PUT", "/b/k", "acl&uploadId=abc"),  # only partNumber belongs to UploadPart
+        ("GET", "/b/k", "tagging&acl"),
+        ("GET", "/", "session"),
+    ],
+)
+def test_unserved_sub_resources_are_501(method: str, path: str, query: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        operation(method, path, query)
+    assert (exc.value.code, exc.value.status) == ("NotImplemented", 501)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "level"),
+    [
+        ("PUT", "/", "", "SERVICE"),
+        ("DELETE", "/", "", "SERVICE"),
+        ("POST", "/", "", "SERVICE"),
+        ("GET", "/", "tagging", "SERVICE"),
+        ("PATCH", "/b", "", "BUCKET"),
+        ("GET", "/b", "delete", "BUCKET"),
+        ("PUT", "/b", "uploads", "BUCKET"),
+        ("DELETE", "/b", "versions", "BUCKET"),
+        ("POST", "/b", "tagging", "BUCKET"),
+        ("PATCH", "/b/k", "", "OBJECT"),
+        ("POST", "/b/k", "", "OBJECT"),
+        ("OPTIONS", "/b/k", "", "OBJECT"),
+        ("PUT", "/b/k", "uploads", "OBJECT"),
+        ("GET", "/b/k", "uploads", "OBJECT"),
+        ("POST", "/b/k", "tagging", "OBJECT"),
+        ("POST", "/b/k", "delete", "OBJECT"),
+        ("GET", "/b/k", "list-type=2", "OBJECT"),
+        ("GET", "/b/k", "location", "OBJECT"),
+    ],
+)
+def test_wrong_methods_are_405(method: str, path: str, query: str, level: str) -> None:
+    with pytest.raises(S3Error) as exc:
+        operation(method, path, query)
+    assert (exc.value.code, exc.value.status) == ("MethodNotAllowed", 405)
+    assert exc.value.extra == {"Method": method, "ResourceType": level}
+
+
+def test_every_route_has_a_handler_and_every_handler_a_route() -> None:
+    assert set(ROUTES.values()) == set(HANDLERS)
+    assert all(callable(handler) for handler in HANDLERS.values())
+
+
+def test_route_names_are_unique() -> None:
+    assert len(set(ROUTES.values())) == len(ROUTES)
