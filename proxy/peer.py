@@ -28,7 +28,8 @@ def _request_args(ctx: Context, scope: Scope) -> tuple[str, ObjectMeta, int, int
         raise S3Error("AccessDenied", "Peer requests must carry the cluster secret")
     q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
     try:
-        meta = ObjectMeta(q["k"], int(q["s"]), q["e"], 0.0)
+        # A block is named by the object version's key, ETag and size: all a peer needs of the metadata.
+        meta = ObjectMeta(key=q["k"], size=int(q["s"]), etag=q["e"], last_modified=0.0)
         index, lo, hi = int(q["i"]), int(q["lo"]), int(q["hi"])
         bucket = q["b"]
         block_size = int(q.get("bs", "0"))

@@ -333,20 +333,21 @@ class Registry:
         generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
         if raw is None:
             return None, generation
-        f = json.loads(raw)
-        meta = ObjectMeta(key, f["size"], f["etag"], f["mtime"], f["headers"], f["user"], {}, {}, None, f["tags"])
+        try:
+            meta = ObjectMeta.from_json(raw)
+        except (ValueError, TypeError, AttributeError):  # another version's record, or not ours: a miss
+            log.warning("unreadable shared metadata of %s/%s: asking the origin", bucket, key)
+            return None, generation
         return meta, generation
 
     async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float, generation: str | None) -> bool:
         """Share metadata learned from the origin, unless a write raised the key's generation meanwhile."""
         if not self.healthy or ttl_s <= 0 or generation is None:
             return False
-        record = {"size": meta.size, "etag": meta.etag, "mtime": meta.last_modified, "headers": meta.headers,
-                  "user": meta.user_metadata, "tags": meta.tag_count}
         try:
             stored = await self._put_if_unchanged(
                 keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
-                args=[generation, json.dumps(record), max(1, int(ttl_s * 1000))])
+                args=[generation, meta.to_json(), max(1, int(ttl_s * 1000))])
         except (RedisError, OSError) as exc:
             self._down("metadata write", exc)
             return False

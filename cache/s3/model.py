@@ -6,7 +6,9 @@ cluster all speak in these.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 # Headers S3 stores with an object and returns on GET/HEAD (lower-case, as they travel).
 STORED_HEADERS = (
@@ -52,6 +54,32 @@ class ObjectMeta:
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "binary/octet-stream")
+
+    # The one serialisation of an object's metadata (the cluster's shared copy in Redis is this JSON): every
+    # field, by name, so a field added here travels without touching any reader or writer of it.
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ObjectMeta:
+        """The inverse of to_record. A field the record lacks takes its default (a record written before the
+        field existed); a key that is no field is ignored. TypeError when a field without default is missing."""
+        return cls(**{f.name: _copied(record[f.name]) for f in fields(cls) if f.name in record})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_record(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ObjectMeta:
+        record = json.loads(text)
+        if not isinstance(record, dict):
+            raise TypeError("ObjectMeta record: not a JSON object")
+        return cls.from_record(record)
+
+
+def _copied(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value  # no record shares its dicts with an ObjectMeta
 
 
 @dataclass(frozen=True)

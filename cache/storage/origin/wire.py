@@ -58,8 +58,13 @@ def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
         user_metadata={name[11:]: value for name, value in headers.items() if name.startswith("x-amz-meta-")},
         tag_count=int(headers.get("x-amz-tagging-count", "0")),
         checksums={name[15:]: value for name, value in headers.items()
-                   if name.startswith("x-amz-checksum-") and name != "x-amz-checksum-type"},
+                   if name.startswith("x-amz-checksum-") and name[15:] not in _NOT_CHECKSUMS},
     )
+
+
+# x-amz-checksum-* headers that are no checksum: the type (COMPOSITE, FULL_OBJECT), and the algorithm some
+# origins (moto) echo from the CreateMultipartUpload that made the object.
+_NOT_CHECKSUMS = frozenset({"type", "algorithm"})
 
 
 def object_write_headers(new: NewObject) -> dict[str, str]:

@@ -180,6 +180,16 @@ def test_head_object_maps_headers_to_meta() -> None:
     assert meta.headers == {"content-type": "text/plain", "cache-control": "no-cache"}
 
 
+def test_head_object_keeps_checksums_and_only_checksums() -> None:
+    headers = {**HEAD_OK, "x-amz-checksum-sha256": "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
+               "x-amz-checksum-crc32": "AAAAAA==", "x-amz-checksum-type": "FULL_OBJECT",
+               "x-amz-checksum-algorithm": "SHA256"}  # the last as moto echoes it for a multipart object
+    recorder = Recorder(lambda request: httpx.Response(200, headers=headers))
+    meta = call(make_store(recorder), "head_object", "bkt", "k")
+    assert recorder.last.headers["x-amz-checksum-mode"] == "ENABLED"
+    assert meta.checksums == {"sha256": "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "crc32": "AAAAAA=="}
+
+
 def test_put_object_sends_metadata_conditions_and_length() -> None:
     recorder = Recorder(lambda request: httpx.Response(200, headers={"etag": '"abc"'}))
 
