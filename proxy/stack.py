@@ -1,14 +1,16 @@
 """Building the storage stack from settings: the one place under-storage clients are made.
 
     directory only (the embedded default)   -> DirectoryStore, nothing in between
-    an origin and/or mounts                 -> CachedStore(Namespace(mounts, default store), BlockReader)
+    an origin and/or mounts                 -> Namespace(mounts, default store), where every origin mount (and
+                                               the origin passed through) is CachedStore(S3Store, BlockReader)
+                                               and every file:// mount a DirectoryStore
 """
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +21,7 @@ from cache.blocks.store import BlockStore
 from cache.cluster.peers import Peers
 from cache.cluster.registry import Registry
 from cache.cluster.routing import Cluster
+from cache.s3.errors import S3Error
 from cache.storage.base import UnderStore
 from cache.storage.directory.store import DirectoryStore
 from cache.storage.namespace import Mount, Namespace
@@ -57,7 +60,7 @@ def _origin(settings: Settings) -> S3Store | None:
                    max_connections=o.max_connections, http_client=o.http_client, tls=tls)
 
 
-def _mount(settings: Settings, index: int, origin: S3Store | None, fsync: bool) -> Mount:
+def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bool, fsync: bool) -> Mount:
     m = settings.mounts[index]
     uri = urlsplit(m.uri)
     users = frozenset(m.users) if m.users is not None else None
@@ -65,8 +68,7 @@ def _mount(settings: Settings, index: int, origin: S3Store | None, fsync: bool) 
         if origin is None:
             raise ConfigError(f"mounts.{index}.uri: s3:// mounts need [origin] endpoint")
         prefix = uri.path.strip("/")
-        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", m.mode, users,
-                     cached=_reads_through_cache(settings))
+        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", m.mode, users, cached=cached)
     if uri.scheme == "file":
         directory = Path(uri.netloc + uri.path)
         directory.mkdir(parents=True, exist_ok=True)
@@ -115,9 +117,6 @@ def build_stack(settings: Settings) -> Stack:
     if settings.server.processes > 1 and settings.cache.capacity_bytes > 0:
         raise ConfigError("server.processes: a caching worker runs one process (its block index lives in it); "
                           "run one worker per core, each with its own --port and --cache-dir")
-    mounts = [_mount(settings, i, origin, settings.storage.fsync) for i in range(len(settings.mounts))]
-    caching = _reads_through_cache(settings)
-    namespace = Namespace(mounts, origin or directory, default_cached=origin is not None and caching)
     c = settings.cache
     blocks = BlockStore(c.cache_dir, c.capacity_bytes, c.eviction)
     blocks.load()
@@ -126,20 +125,30 @@ def build_stack(settings: Settings) -> Stack:
         registry, cluster, peers = _cluster(settings, blocks)
     # Blocks are read by their origin names (bucket and key at the origin), so they are shared across workers and
     # sidecars whatever their mounts call the bucket; peers are asked for them by those names too.
-    fetch = origin.read_range if origin is not None else namespace.read_range
-    reader = BlockReader(blocks, c.block_size_bytes, fetch, c.readahead_blocks, c.max_fills,
-                         cluster=cluster, peers=peers)
-    store = CachedStore(namespace, reader, c.metadata_ttl_s, c.list_ttl_s, registry=registry)
-    stack = Stack(store, namespace, blocks, reader, registry, cluster)
+    reader = BlockReader(blocks, c.block_size_bytes, origin.read_range if origin is not None else _no_origin,
+                         c.readahead_blocks, c.max_fills, cluster=cluster, peers=peers)
+    caching = origin is not None and _reads_through_cache(settings)
+    cached = CachedStore(origin, reader, c.metadata_ttl_s, c.list_ttl_s, registry=registry) \
+        if origin is not None and caching else None
+    front: UnderStore | None = cached or origin
+    mounts = [_mount(settings, i, front, caching, settings.storage.fsync) for i in range(len(settings.mounts))]
+    namespace = Namespace(mounts, front or directory, default_cached=caching)
+    stack = Stack(namespace, namespace, blocks, reader, registry, cluster)
     if registry is not None and cluster is not None and peers is not None:
         blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
-        registry.on_invalidate = store.forget_origin
+        if cached is not None:
+            registry.on_invalidate = cached.forget
         registry.on_reconnect = _held_blocks(blocks)
         stack.starters.append(lambda: registry.start(cluster.registered, c.block_size_bytes))
         stack.closers += [registry.stop, peers.aclose]
     if origin is not None:
         stack.closers.append(origin.aclose)
     return stack
+
+
+async def _no_origin(bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:
+    raise S3Error("InternalError", "No origin is configured to fill a block from")
+    yield b""  # an async generator, like the origin's read_range
 
 
 def _held_blocks(blocks: BlockStore) -> Callable[[], Awaitable[list[str]]]:

@@ -1,21 +1,24 @@
-"""The cache in front of the namespace: object metadata with a TTL, object bytes through the block store.
+"""The block cache in front of an S3 origin: object metadata with a TTL, object bytes through the block store.
+
+It wraps one origin store and speaks the origin's own bucket and key names, so metadata, blocks and
+invalidations are shared by every worker and sidecar whatever their mounts call a bucket; the namespace
+above it (``cache.storage.namespace``) maps client names to these once per call. Local directories are never
+wrapped: they are already local.
 
 Consistency contract: a write through s3cache (PUT, copy, delete, multipart complete, tagging) drops the
 key's cached metadata at once, and the new ETag gives new block ids, so old bytes can never be served
 for a new version. A change made directly at the origin is seen once the metadata TTL
-(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served. Buckets that are
-local directories are not block-cached (they are already local) and pass straight through.
+(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 from cache.blocks.reader import BlockReader
+from cache.bounded import Bounded
 from cache.cluster.registry import Registry
 from cache.s3.errors import S3Error
 from cache.s3.model import (
@@ -27,8 +30,7 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
-from cache.storage.base import Body, OpenObject
-from cache.storage.namespace import Namespace
+from cache.storage.base import Body, OpenObject, UnderStore
 
 _META_ENTRIES = 100_000
 _LIST_ENTRIES = 1_000
@@ -38,12 +40,12 @@ class CachedObject:
     """An object whose bytes come through the block cache."""
 
     def __init__(self, store: CachedStore, bucket: str, meta: ObjectMeta) -> None:
-        self.store, self.bucket, self.meta = store, bucket, meta
+        self.store, self.bucket = store, bucket
+        self.meta = meta  # what the client is told: a namespace above may give the key its mount's name
+        self._version = meta  # the origin's key and version, which the blocks are read by
 
     def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
-        target, key = self.store.namespace.origin_name(self.bucket, self.meta.key)
-        meta = self.meta if key == self.meta.key else replace(self.meta, key=key)
-        return self.store.reader.stream(target, meta, start, end, chunk_bytes)
+        return self.store.reader.stream(self.bucket, self._version, start, end, chunk_bytes)
 
     async def read_small(self, start: int, end: int) -> bytes:
         try:
@@ -52,11 +54,12 @@ class CachedObject:
             if error.code != "PreconditionFailed":
                 raise
             # The origin's version moved on since the metadata was cached: forget it and read anew.
-            await self.store.invalidate(self.bucket, self.meta.key)
-            fresh = await self.store.head_object(self.bucket, self.meta.key)
-            if fresh.size != self.meta.size:
+            key = self._version.key
+            await self.store.invalidate(self.bucket, key)
+            fresh = await self.store.head_object(self.bucket, key)
+            if fresh.size != self._version.size:
                 raise S3Error("ServiceUnavailable", "The object changed while it was read; retry") from None
-            self.meta = fresh
+            self._version = fresh
             return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
 
     def close(self) -> None:
@@ -64,15 +67,15 @@ class CachedObject:
 
 
 class CachedStore:
-    def __init__(self, namespace: Namespace, reader: BlockReader, metadata_ttl_s: float, list_ttl_s: float = 0.0,
+    def __init__(self, origin: UnderStore, reader: BlockReader, metadata_ttl_s: float, list_ttl_s: float = 0.0,
                  registry: Registry | None = None):
-        self.namespace = namespace
+        self.origin = origin
         self.registry = registry  # in a cluster: metadata shared through Redis, invalidations published
         self.reader = reader
         self.metadata_ttl_s = metadata_ttl_s
         self.list_ttl_s = list_ttl_s
-        self._meta: OrderedDict[tuple[str, str], tuple[float, ObjectMeta]] = OrderedDict()
-        self._lists: OrderedDict[tuple[str, str, str, str, int], tuple[float, ListPage]] = OrderedDict()
+        self._meta: Bounded[tuple[str, str], tuple[float, ObjectMeta]] = Bounded(_META_ENTRIES)
+        self._lists: Bounded[tuple[str, str, str, str, int], tuple[float, ListPage]] = Bounded(_LIST_ENTRIES)
         self._heads: dict[tuple[str, str], asyncio.Future[ObjectMeta]] = {}
         self._generation = 0
 
@@ -84,39 +87,23 @@ class CachedStore:
             self._meta.clear()
             self._lists.clear()
             return
-        self._meta.pop((bucket, key), None)
+        self._meta.pop((bucket, key))
         if self._lists:
             for entry in [k for k in self._lists if k[0] == bucket]:
-                del self._lists[entry]
-
-    def forget_origin(self, target: str, key: str) -> None:
-        """Another worker wrote target/key (origin names): forget it under every name it has here."""
-        if not target:
-            self.forget("", "")
-            return
-        for bucket, name in self.namespace.client_names(target, key):
-            self.forget(bucket, name)
+                self._lists.pop(entry)
 
     async def invalidate(self, bucket: str, *keys: str) -> None:
         """A write went through here: forget the keys, and have every other worker forget them too, before
-        the write is answered (read-after-write holds on every worker). Workers share metadata by origin
-        name, so one whose mounts call the bucket differently (a sidecar's input) hears of it too."""
+        the write is answered (read-after-write holds on every worker). The names are the origin's, so a
+        worker whose mounts call the bucket differently (a sidecar's input) hears of it too."""
         for key in keys:
             self.forget(bucket, key)
-        if self.registry is None or not keys:
-            return
-        try:
-            mount = self.namespace.mount(bucket)
-        except S3Error:
-            return  # no such bucket: nothing was written, nothing is cached
-        if mount.cached:
-            await self.registry.invalidate(mount.target, *(mount.key(key) for key in keys))
+        if self.registry is not None and keys:
+            await self.registry.invalidate(bucket, *keys)
 
     # ---- reads ---------------------------------------------------------------------------------
 
     async def head_object(self, bucket: str, key: str) -> ObjectMeta:
-        if not self.namespace.mount(bucket).cached:
-            return await self.namespace.head_object(bucket, key)
         hit = self._meta.get((bucket, key))
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
@@ -128,38 +115,28 @@ class CachedStore:
 
     async def _learn(self, bucket: str, key: str) -> ObjectMeta:
         generation = self._generation
-        target, origin_key = self.namespace.origin_name(bucket, key)
-        meta, shared = await self.registry.get_meta(target, origin_key) if self.registry is not None else (None, None)
-        if meta is not None:
-            meta = replace(meta, key=key)
-        else:
-            meta = await self.namespace.head_object(bucket, key)
+        meta, shared = await self.registry.get_meta(bucket, key) if self.registry is not None else (None, None)
+        if meta is None:
+            meta = await self.origin.head_object(bucket, key)
             if self.registry is not None and generation == self._generation:
-                await self.registry.put_meta(target, replace(meta, key=origin_key), self.metadata_ttl_s, shared)
+                await self.registry.put_meta(bucket, meta, self.metadata_ttl_s, shared)
         if generation == self._generation:  # no write was invalidated meanwhile: safe to remember
-            self._meta[(bucket, key)] = (time.monotonic() + self.metadata_ttl_s, meta)
-            self._meta.move_to_end((bucket, key))
-            if len(self._meta) > _META_ENTRIES:
-                self._meta.popitem(last=False)
+            self._meta.put((bucket, key), (time.monotonic() + self.metadata_ttl_s, meta))
         return meta
 
     async def open_object(self, bucket: str, key: str) -> OpenObject:
-        if not self.namespace.mount(bucket).cached:
-            return await self.namespace.open_object(bucket, key)
         return CachedObject(self, bucket, await self.head_object(bucket, key))
 
     async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
         if self.list_ttl_s <= 0:
-            return await self.namespace.list_objects(bucket, prefix, delimiter, marker, max_keys)
+            return await self.origin.list_objects(bucket, prefix, delimiter, marker, max_keys)
         ident = (bucket, prefix, delimiter, marker, max_keys)
         now = time.monotonic()
         hit = self._lists.get(ident)
         if hit is not None and hit[0] > now:
             return hit[1]
-        page = await self.namespace.list_objects(bucket, prefix, delimiter, marker, max_keys)
-        self._lists[ident] = (now + self.list_ttl_s, page)
-        if len(self._lists) > _LIST_ENTRIES:
-            self._lists.popitem(last=False)
+        page = await self.origin.list_objects(bucket, prefix, delimiter, marker, max_keys)
+        self._lists.put(ident, (now + self.list_ttl_s, page))
         return page
 
     # ---- writes: through to the under storage, then invalidate ---------------------------------
@@ -168,7 +145,7 @@ class CachedStore:
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta:
         try:
-            return await self.namespace.put_object(bucket, key, body, new, conditions, size=size)
+            return await self.origin.put_object(bucket, key, body, new, conditions, size=size)
         finally:
             await self.invalidate(bucket, key)
 
@@ -176,25 +153,25 @@ class CachedStore:
         self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
     ) -> ObjectMeta:
         try:
-            return await self.namespace.copy_object(src_bucket, src_key, bucket, key, new, tags)
+            return await self.origin.copy_object(src_bucket, src_key, bucket, key, new, tags)
         finally:
             await self.invalidate(bucket, key)
 
     async def delete_object(self, bucket: str, key: str) -> None:
         try:
-            await self.namespace.delete_object(bucket, key)
+            await self.origin.delete_object(bucket, key)
         finally:
             await self.invalidate(bucket, key)
 
     async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
         try:
-            return await self.namespace.delete_objects(bucket, keys)
+            return await self.origin.delete_objects(bucket, keys)
         finally:
             await self.invalidate(bucket, *keys)
 
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         try:
-            await self.namespace.put_object_tags(bucket, key, tags)
+            await self.origin.put_object_tags(bucket, key, tags)
         finally:
             await self.invalidate(bucket, key)
 
@@ -202,53 +179,56 @@ class CachedStore:
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
     ) -> ObjectMeta:
         try:
-            return await self.namespace.complete_upload(bucket, key, upload_id, parts, conditions)
+            return await self.origin.complete_upload(bucket, key, upload_id, parts, conditions)
         finally:
             await self.invalidate(bucket, key)
 
     async def delete_bucket(self, bucket: str) -> None:
-        await self.namespace.delete_bucket(bucket)
+        await self.origin.delete_bucket(bucket)
         for ident in [k for k in self._meta if k[0] == bucket]:
-            del self._meta[ident]
+            self._meta.pop(ident)
 
     # ---- everything else passes through --------------------------------------------------------
 
     async def list_buckets(self) -> list[BucketInfo]:
-        return await self.namespace.list_buckets()
+        return await self.origin.list_buckets()
 
     async def head_bucket(self, bucket: str) -> None:
-        await self.namespace.head_bucket(bucket)
+        await self.origin.head_bucket(bucket)
 
     async def create_bucket(self, bucket: str) -> None:
-        await self.namespace.create_bucket(bucket)
+        await self.origin.create_bucket(bucket)
 
     async def get_bucket_tags(self, bucket: str) -> dict[str, str]:
-        return await self.namespace.get_bucket_tags(bucket)
+        return await self.origin.get_bucket_tags(bucket)
 
     async def put_bucket_tags(self, bucket: str, tags: dict[str, str] | None) -> None:
-        await self.namespace.put_bucket_tags(bucket, tags)
+        await self.origin.put_bucket_tags(bucket, tags)
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
-        return await self.namespace.get_object_tags(bucket, key)
+        return await self.origin.get_object_tags(bucket, key)
 
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
-        return await self.namespace.create_upload(bucket, key, new, initiator)
+        return await self.origin.create_upload(bucket, key, new, initiator)
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
     ) -> PartInfo:
-        return await self.namespace.upload_part(bucket, key, upload_id, number, body, size=size)
+        return await self.origin.upload_part(bucket, key, upload_id, number, body, size=size)
 
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
     ) -> PartInfo:
-        return await self.namespace.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
+        return await self.origin.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.namespace.abort_upload(bucket, key, upload_id)
+        await self.origin.abort_upload(bucket, key, upload_id)
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        return await self.namespace.list_parts(bucket, key, upload_id)
+        return await self.origin.list_parts(bucket, key, upload_id)
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        return await self.namespace.list_uploads(bucket)
+        return await self.origin.list_uploads(bucket)
+
+
+_: type[UnderStore] = CachedStore

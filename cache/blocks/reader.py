@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 from cache.blocks.store import BlockCorrupt, BlockStore
+from cache.bounded import Bounded
 from cache.cluster.peers import Peers, PeerUnavailable
 from cache.cluster.routing import Cluster
 from cache.s3.errors import S3Error
@@ -68,7 +68,7 @@ class BlockReader:
         self.readahead_blocks = readahead_blocks
         self._fills: dict[str, Fill] = {}
         self._fill_slots = asyncio.Semaphore(max_fills)
-        self._next_offset: OrderedDict[tuple[str, str, str], int] = OrderedDict()  # where a reader left off
+        self._next_offset: Bounded[tuple[str, str, str], int] = Bounded(_SEQUENTIAL_TRACKED)  # where a reader left off
         self.origin_fetches = 0
 
     def _span(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
@@ -137,13 +137,13 @@ class BlockReader:
 
     async def _prefetch_routed(self, bucket: str, meta: ObjectMeta, index: int, bid: str) -> None:
         assert self.cluster is not None and self.peers is not None
-        candidates = await self.cluster.candidates(bid)
-        if not candidates or candidates[0] == self.cluster.worker_id:
+        route = await self.cluster.route(bid)
+        if not route:
             if bid not in self.blocks:
                 self._fill(bucket, meta, index)
             return
         try:
-            async for _ in self.peers.read_block(self.cluster.url_of(candidates[0]), bucket, meta, index, 0, 0):
+            async for _ in self.peers.read_block(self.cluster.url_of(route[0]), bucket, meta, index, 0, 0):
                 pass
         except (PeerUnavailable, S3Error, KeyError):
             pass  # a prefetch is a hint: the read itself will route around a dead peer
@@ -195,9 +195,7 @@ class BlockReader:
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
         if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
-            for target in await self.cluster.candidates(bid):
-                if target == self.cluster.worker_id:
-                    break  # this worker owns it: fill it here
+            for target in await self.cluster.route(bid):  # none left: this worker fills it
                 try:
                     async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, lo, hi):
                         lo += len(piece)
@@ -229,8 +227,6 @@ class BlockReader:
     def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> bool:
         """True when this read starts where the previous read of the same object version ended."""
         ident = (bucket, meta.key, meta.etag)
-        previous = self._next_offset.pop(ident, None)
-        self._next_offset[ident] = end
-        if len(self._next_offset) > _SEQUENTIAL_TRACKED:
-            self._next_offset.popitem(last=False)
+        previous = self._next_offset.pop(ident)
+        self._next_offset.put(ident, end)
         return previous == start or (start == 0 and end == meta.size)

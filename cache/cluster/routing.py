@@ -1,9 +1,10 @@
 """Where a block is read from in a cluster: this worker, a live holder, or the block's HRW owner.
 
-For a block not in the local store, candidates are the live workers that hold it (from the placement
-map), then every live worker in rendezvous order. The first candidate that is this worker means "fill
-it here from the origin"; a peer that cannot be reached is skipped (and avoided for a few seconds), and
-when every candidate failed the block is filled here. So a cold block is fetched from the origin once,
+The one decision is ``Cluster.route``: for a block not in the local store, the workers to ask are the live
+workers that hold it (from the placement map), then every live worker in rendezvous order, down to this
+worker: reaching this worker means "fill it here from the origin", so an empty route means this worker is
+the one to fill it. A peer that cannot be reached is skipped (and avoided for a few seconds), and when every
+peer of the route failed the block is filled here. So a cold block is fetched from the origin once,
 by its owner, however many workers are asked for it; a warm block is read where it already is.
 """
 
@@ -44,3 +45,9 @@ class Cluster:
         order = [w for w in holders if w in live]
         order += [w for w in ranked(block_id, live) if w not in order]
         return order
+
+    async def route(self, block_id: str) -> list[str]:
+        """The peers to ask for a block this worker lacks, best first; empty: this worker fills it (it owns the
+        block, or nobody else is live). A gateway, never a candidate itself, gets every candidate."""
+        order = await self.candidates(block_id)
+        return order[:order.index(self.worker_id)] if self.worker_id in order else order

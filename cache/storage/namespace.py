@@ -3,14 +3,15 @@
 A mount is ``bucket -> (store, bucket there, key prefix there, mode, users)``. Explicit mounts come from
 configuration (``s3://origin-bucket/prefix`` or ``file:///dir``); every other bucket name goes to the
 default store under the same name (the embedded directory, or an S3 origin passed through whole).
-``Namespace`` implements the under-storage protocol by rewriting names and routing each call.
+``Namespace`` implements the under-storage protocol by rewriting names and routing each call: it is the top
+of the storage stack, and each call resolves its mount once. A mount's store is a directory, an S3 origin,
+or the block cache wrapping an origin (``cache.blocks.metadata``): the namespace neither knows nor asks which.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from cache.s3.errors import S3Error, no_such_bucket
 from cache.s3.model import (
@@ -23,7 +24,7 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
-from cache.storage.base import Body, OpenObject
+from cache.storage.base import Body, OpenObject, UnderStore
 
 Mode = Literal["read-write", "read-only", "write-only"]
 _COPY_CHUNK_BYTES = 4 << 20
@@ -32,12 +33,12 @@ _COPY_CHUNK_BYTES = 4 << 20
 @dataclass(frozen=True)
 class Mount:
     bucket: str  # the name clients use
-    store: Any  # an UnderStore (Any: S3Store adds read_range, which the cache uses)
+    store: UnderStore
     target: str  # the bucket in that store
     prefix: str = ""  # key prefix in that bucket, "" or ending in "/"
     mode: Mode = "read-write"
     users: frozenset[str] | None = None  # None: everyone, anonymous included
-    cached: bool = True  # read through the block cache (False for local directories: already local)
+    cached: bool = True  # store is the block cache (False for local directories: already local)
 
     def key(self, key: str) -> str:
         return self.prefix + key
@@ -47,7 +48,7 @@ class Mount:
 
 
 class Namespace:
-    def __init__(self, mounts: list[Mount], default_store: Any | None, default_cached: bool) -> None:
+    def __init__(self, mounts: list[Mount], default_store: UnderStore | None, default_cached: bool) -> None:
         self.mounts = {m.bucket: m for m in mounts}
         self.default_store = default_store
         self.default_cached = default_cached
@@ -65,15 +66,6 @@ class Namespace:
         shares them whatever its own mounts call the bucket."""
         m = self.mount(bucket)
         return m.target, m.key(key)
-
-    def client_names(self, target: str, key: str) -> list[tuple[str, str]]:
-        """Every (bucket, key) through which clients of this worker see the cached object target/key: the
-        inverse of origin_name, for invalidations that arrive by origin name."""
-        names = [(m.bucket, m.unkey(key)) for m in self.mounts.values()
-                 if m.cached and m.target == target and key.startswith(m.prefix)]
-        if self.default_store is not None and self.default_cached and target not in self.mounts:
-            names.append((target, key))  # passed through under its own name
-        return names
 
     # ---- buckets -------------------------------------------------------------------------------
 
@@ -112,8 +104,7 @@ class Namespace:
     def _unmeta(self, m: Mount, meta: ObjectMeta) -> ObjectMeta:
         if not m.prefix:
             return meta
-        return ObjectMeta(m.unkey(meta.key), meta.size, meta.etag, meta.last_modified, meta.headers,
-                          meta.user_metadata, meta.tags, meta.checksums, meta.parts_count, meta.tag_count)
+        return replace(meta, key=m.unkey(meta.key))
 
     async def head_object(self, bucket: str, key: str) -> ObjectMeta:
         m = self.mount(bucket)
@@ -125,10 +116,6 @@ class Namespace:
         if m.prefix:
             opened.meta = self._unmeta(m, opened.meta)
         return opened
-
-    def read_range(self, bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:
-        m = self.mount(bucket)
-        return m.store.read_range(m.target, m.key(key), etag, start, end)
 
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
@@ -225,3 +212,6 @@ class Namespace:
         uploads: list[UploadInfo] = await m.store.list_uploads(m.target)
         return [UploadInfo(m.unkey(u.key), u.upload_id, u.initiated, u.initiator) for u in uploads
                 if u.key.startswith(m.prefix)]
+
+
+_: type[UnderStore] = Namespace

@@ -17,7 +17,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from cache.s3.errors import S3Error
 from cache.s3.model import (
@@ -29,11 +29,8 @@ from cache.s3.model import (
     WriteConditions,
 )
 from cache.s3.names import check_key
-from cache.storage.base import Body
+from cache.storage.base import Body, OpenObject
 from cache.storage.directory.layout import BucketPaths, HashingWriter, read_sidecar, record_for, remove_quietly
-
-if TYPE_CHECKING:
-    from cache.storage.directory.store import DirectoryStore
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _COPY_CHUNK_BYTES = 8 << 20
@@ -53,10 +50,22 @@ def _concatenate(paths: list[Path], target: Path, fsync: bool) -> None:
             os.fsync(out.fileno())
 
 
-class Uploads:
-    """Multipart calls of a DirectoryStore, which delegates them here and lends its bucket and commit helpers."""
+class UploadHost(Protocol):
+    """What multipart needs of the store it serves: its buckets, its placement and condition checks, its commit."""
 
-    def __init__(self, store: DirectoryStore) -> None:
+    fsync: bool
+
+    def existing_bucket(self, bucket: str) -> BucketPaths: ...
+    def check_placeable(self, paths: BucketPaths, key: str) -> None: ...
+    async def open_object(self, bucket: str, key: str) -> OpenObject: ...
+    async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None: ...
+    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta: ...
+
+
+class Uploads:
+    """Multipart calls of a directory store, which delegates them here and lends its bucket and commit helpers."""
+
+    def __init__(self, store: UploadHost) -> None:
         self.store = store
 
     def _upload_dir(self, bucket: str, key: str, upload_id: str) -> tuple[BucketPaths, Path, dict[str, Any]]:

@@ -14,10 +14,10 @@ import os
 import shutil
 import stat
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from cache.bounded import Bounded
 from cache.fileio import pread
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
@@ -25,10 +25,12 @@ from cache.s3.model import (
     ListPage,
     NewObject,
     ObjectMeta,
+    PartInfo,
+    UploadInfo,
     WriteConditions,
 )
 from cache.s3.names import RESERVED_DIR, bucket_name_error, check_bucket, check_key
-from cache.storage.base import Body, OpenObject
+from cache.storage.base import Body, OpenObject, UnderStore
 from cache.storage.directory import walk as dirlist
 from cache.storage.directory.layout import (
     EMPTY_MD5,
@@ -51,7 +53,6 @@ from cache.storage.directory.memory import (
     SIDECAR_RECHECK_S,
     SMALL_OBJECT_BYTES,
     SMALL_OBJECTS_TOTAL_BYTES,
-    ContentCache,
     Known,
 )
 from cache.storage.directory.multipart import Uploads
@@ -72,19 +73,13 @@ class DirectoryStore:
         self.root = Path(root).resolve()
         self.fsync = fsync
         self.root.mkdir(parents=True, exist_ok=True)
-        uploads = Uploads(self)
-        self.create_upload = uploads.create_upload
-        self.upload_part = uploads.upload_part
-        self.upload_part_copy = uploads.upload_part_copy
-        self.complete_upload = uploads.complete_upload
-        self.abort_upload = uploads.abort_upload
-        self.list_parts = uploads.list_parts
-        self.list_uploads = uploads.list_uploads
+        self._uploads = Uploads(self)
         self._buckets: dict[str, BucketPaths] = {
             name: BucketPaths(Path(directory).resolve()) for name, directory in (bucket_dirs or {}).items()}
         # What is known of each recently used object, so a warm GET costs a stat, not a JSON read.
-        self._meta_cache: OrderedDict[tuple[str, str], Known] = OrderedDict()
-        self._contents = ContentCache(SMALL_OBJECTS_TOTAL_BYTES)
+        self._meta_cache: Bounded[tuple[str, str], Known] = Bounded(META_CACHE_ENTRIES)
+        self._contents: Bounded[tuple[str, str], tuple[list[int], bytes]] = Bounded(
+            META_CACHE_ENTRIES, weigh=lambda held: len(held[1]), max_weight=SMALL_OBJECTS_TOTAL_BYTES)
 
     # ---- buckets -------------------------------------------------------------------------------
 
@@ -192,14 +187,12 @@ class DirectoryStore:
         return meta
 
     def _remember(self, bucket: str, key: str, data_stamp: list[int], side: list[int] | None, meta: ObjectMeta) -> None:
-        self._meta_cache[(bucket, key)] = Known(data_stamp, side, time.monotonic(), meta)
-        self._contents.forget(bucket, key)
-        if len(self._meta_cache) > META_CACHE_ENTRIES:
-            self._meta_cache.popitem(last=False)
+        self._meta_cache.put((bucket, key), Known(data_stamp, side, time.monotonic(), meta))
+        self._contents.pop((bucket, key))
 
     def _forget(self, bucket: str, key: str) -> None:
-        self._meta_cache.pop((bucket, key), None)
-        self._contents.forget(bucket, key)
+        self._meta_cache.pop((bucket, key))
+        self._contents.pop((bucket, key))
 
     def _marker_meta(self, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
         record = read_sidecar(paths.meta(key))
@@ -237,7 +230,7 @@ class DirectoryStore:
         check_key(key)
         paths = self.paths_of(bucket)
         path = paths.data_str(key)
-        held = self._contents.get(bucket, key)
+        held = self._contents.get((bucket, key))
         if held is not None:  # a small hot object: one stat proves the bytes in memory are current
             try:
                 st = os.stat(path)
@@ -262,7 +255,7 @@ class DirectoryStore:
                 return OpenFile(meta, fd)  # the OpenFile owns fd from here
             data = bytes(await pread(fd, meta.size, 0)) if meta.size else b""
             if len(data) == meta.size and stamp_of(os.fstat(fd)) == stamp_of(st):
-                self._contents.put(bucket, key, stamp_of(st), data)
+                self._contents.put((bucket, key), (stamp_of(st), data))
         except BaseException:
             os.close(fd)
             raise
@@ -444,3 +437,35 @@ class DirectoryStore:
             lambda key, st: self._listed_meta(bucket, paths, key, st),
             lambda key, st: self._marker_meta(paths, key, st),
         )
+
+    # ---- multipart: staged by cache.storage.directory.multipart ---------------------------------
+
+    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
+        return await self._uploads.create_upload(bucket, key, new, initiator)
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+    ) -> PartInfo:
+        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
+
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
+    ) -> PartInfo:
+        return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+    ) -> ObjectMeta:
+        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self._uploads.abort_upload(bucket, key, upload_id)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        return await self._uploads.list_parts(bucket, key, upload_id)
+
+    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
+        return await self._uploads.list_uploads(bucket)
+
+
+_: type[UnderStore] = DirectoryStore  # mypy proves the directory backend speaks the whole protocol

@@ -23,6 +23,9 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
+from cache.blocks.metadata import CachedStore
+from cache.blocks.reader import BlockReader
+from cache.blocks.store import BlockStore
 from cache.storage.directory.store import DirectoryStore
 from cache.storage.namespace import Mount, Namespace
 
@@ -193,12 +196,6 @@ def test_prefix_mount_maps_keys_of_object_calls() -> None:
     assert meta.key == "d/x" and meta.size == len(b"pre/d/x") and meta.user_metadata == {"m": "1"}
     opened = run(ns.open_object("data", "a"))
     assert store.calls[-1] == ("open_object", "origin-bkt", "pre/a") and opened.meta.key == "a"
-
-    async def read() -> bytes:
-        return b"".join([c async for c in ns.read_range("data", "e", "etag", 1, 5)])
-
-    assert run(read()) == b"pre/e"[1:5]
-    assert store.calls[-1] == ("read_range", "origin-bkt", "pre/e", "etag", 1, 5)
     written = run(ns.put_object("data", "new/k", body_of([b"ab", b"c"]), NewObject(), WriteConditions(), size=3))
     assert store.calls[-1][:3] == ("put_object", "origin-bkt", "pre/new/k") and written.key == "new/k"
     assert store.buckets["origin-bkt"]["pre/new/k"] == b"abc"
@@ -414,15 +411,26 @@ def test_copy_between_two_directory_stores(tmp_path: Path) -> None:
     assert (tmp_path / "two" / "right" / "copied" / "dst.bin").read_bytes() == data
 
 
-def test_client_names_invert_origin_name() -> None:
-    """An invalidation arrives by origin name: every name this worker serves the object under is forgotten."""
+def test_one_invalidation_by_origin_name_reaches_every_mount_of_the_object(tmp_path: Path) -> None:
+    """The block cache sits under the namespace and keys metadata by origin names: whatever a mount calls the
+    bucket, a write announced by origin name (another worker's invalidation) is forgotten under every name."""
     default = origin()
-    ns = Namespace([Mount("data", default, "origin-bkt", "pre/"), Mount("raw", default, "origin-bkt"),
-                    Mount("local", FakeStore({}), "origin-bkt", cached=False),
-                    Mount("origin-bkt", default, "elsewhere")], default, default_cached=True)
-    assert sorted(ns.client_names("origin-bkt", "pre/a/b")) == [("data", "a/b"), ("raw", "pre/a/b")]
-    assert ns.client_names("origin-bkt", "other") == [("raw", "other")]  # outside data's prefix; "local" is not cached
-    assert ns.client_names("plain", "k") == [("plain", "k")]  # passed through under its own name
-    assert sorted(ns.client_names("elsewhere", "k")) == [("elsewhere", "k"), ("origin-bkt", "k")]
-    for bucket, key in [("data", "a/b"), ("raw", "x"), ("plain", "k")]:
-        assert (bucket, key) in ns.client_names(*ns.origin_name(bucket, key))
+    reader = BlockReader(BlockStore(tmp_path / "blocks", 1 << 20), 1 << 20, default.read_range)
+    cached = CachedStore(default, reader, metadata_ttl_s=60)
+    ns = Namespace([Mount("data", cached, "origin-bkt", "pre/"), Mount("raw", cached, "origin-bkt")], cached,
+                   default_cached=True)
+
+    async def go() -> None:
+        assert (await ns.head_object("data", "d/x")).key == "d/x"
+        assert (await ns.head_object("raw", "pre/d/x")).key == "pre/d/x"
+        heads = [c for c in default.calls if c[0] == "head_object"]
+        assert heads == [("head_object", "origin-bkt", "pre/d/x")]  # one origin HEAD for both names
+        default.buckets["origin-bkt"]["pre/d/x"] = b"changed at the origin"
+        cached.forget("origin-bkt", "pre/d/x")  # what a peer's invalidation calls
+        assert (await ns.head_object("data", "d/x")).size == len(b"changed at the origin")
+        assert (await ns.head_object("raw", "pre/d/x")).size == len(b"changed at the origin")
+        assert len([c for c in default.calls if c[0] == "head_object"]) == 2
+
+    run(go())
+    assert ns.origin_name("data", "d/x") == ("origin-bkt", "pre/d/x")
+    assert ns.origin_name("raw", "x") == ("origin-bkt", "x")
