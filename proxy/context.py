@@ -1,18 +1,34 @@
-"""What every handler gets besides the request: the under storage and the settings."""
+"""What every handler gets besides the request: the under storage, the settings, and the parts built for them.
+
+``Stack`` is what the composition root (``proxy.stack``) builds from the settings; the front reads it here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
+from cache.blocks.reader import BlockReader
+from cache.blocks.store import BlockStore
+from cache.cluster.registry import Registry
+from cache.cluster.routing import Cluster
 from cache.storage.base import UnderStore
 from cache.storage.namespace import Namespace
 from conf.settings import Settings
 
-if TYPE_CHECKING:
-    from proxy.stack import Stack
-
 OWNER_ID = "s3cache"
+
+
+@dataclass
+class Stack:
+    store: UnderStore
+    namespace: Namespace | None = None
+    blocks: BlockStore | None = None
+    reader: BlockReader | None = None
+    registry: Registry | None = None
+    cluster: Cluster | None = None
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The request and response shapes of the S3 front, straight on ASGI.
 
 S3 routing depends on method, query keywords and headers, not on path templates, and the GET/HEAD hot
-path is dominated by per-request framework cost (DESIGN.md section 10), so the S3 front reads the ASGI
+path is dominated by per-request framework cost (measured: docs/architecture.md), so the S3 front reads the ASGI
 scope itself: one small object per request, nothing parsed that no handler asks for.
 """
 

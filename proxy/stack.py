@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,18 +28,7 @@ from cache.storage.origin.signing import Signer, resolve_credentials
 from cache.storage.origin.store import S3Store
 from cache.storage.origin.transport import tls_context
 from conf.settings import ConfigError, Settings
-
-
-@dataclass
-class Stack:
-    store: UnderStore
-    namespace: Namespace | None = None
-    blocks: BlockStore | None = None
-    reader: BlockReader | None = None
-    registry: Registry | None = None
-    cluster: Cluster | None = None
-    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+from proxy.context import Stack
 
 
 def _origin(settings: Settings) -> S3Store | None:
