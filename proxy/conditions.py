@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
+from cache.s3.xml import http_date
 from proxy.xml import http_time
 
 _CONDITION_HEADERS = {
@@ -62,15 +62,6 @@ def _etag_matches(header: str, etag: str) -> bool:
     return False
 
 
-def _date(header: str | None) -> float | None:
-    if not header:
-        return None
-    try:
-        return parsedate_to_datetime(header).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None  # an unparseable date is ignored, as HTTP says
-
-
 def _not_modified(meta: ObjectMeta, prefix: str, condition: str) -> S3Error:
     if prefix:  # a copy source that did not change is a failed precondition, not a 304
         return S3Error("PreconditionFailed", extra={"Condition": condition})
@@ -90,7 +81,7 @@ def check_preconditions(headers: Mapping[str, str], meta: ObjectMeta, prefix: st
         if not _etag_matches(if_match, meta.etag):
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
     else:
-        since = _date(headers.get(prefix + "if-unmodified-since"))
+        since = http_date(headers.get(prefix + "if-unmodified-since"))  # an unparseable date is ignored, as HTTP says
         if since is not None and modified > since:
             raise S3Error("PreconditionFailed", extra={"Condition": "If-Unmodified-Since"})
     if_none_match = headers.get(prefix + "if-none-match")
@@ -98,6 +89,6 @@ def check_preconditions(headers: Mapping[str, str], meta: ObjectMeta, prefix: st
         if _etag_matches(if_none_match, meta.etag):
             raise _not_modified(meta, prefix, "If-None-Match")
     else:
-        since = _date(headers.get(prefix + "if-modified-since"))
+        since = http_date(headers.get(prefix + "if-modified-since"))
         if since is not None and modified <= since:
             raise _not_modified(meta, prefix, "If-Modified-Since")

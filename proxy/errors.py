@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 from cache.s3.errors import S3Error
+from cache.s3.xml import NOT_XML_CHAR
 from proxy.http import Response
 from proxy.xml import document, tag
 
 _NO_BODY = {304}
-# Characters XML 1.0 cannot carry even as references (a key with NUL is refused, and its error must still parse).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _xml_safe(value: object) -> str:
-    return _NOT_XML.sub(lambda match: f"%{ord(match.group()):02X}", str(value))
+    """value with each character XML 1.0 cannot carry, even as a reference, as %XX: a key with NUL is refused,
+    and its error must still parse."""
+    return NOT_XML_CHAR.sub(lambda match: f"%{ord(match.group()):02X}", str(value))
 
 
 def error_response(error: S3Error, resource: str, request_id: str, head: bool) -> Response:

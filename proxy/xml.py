@@ -1,8 +1,8 @@
-"""S3 XML: building response documents and parsing request bodies safely.
+"""S3 XML on the front: building response documents and parsing request bodies safely.
 
-Responses are built as text with every value escaped here, in one place; request bodies are parsed
-with defusedxml (no entity expansion, no external references) and namespaces are dropped, so a body
-with or without xmlns reads the same.
+Escaping, documents and parsing are cache.s3.xml's, shared with the origin client (re-exported here for the
+handlers); what is only the front's is here: timestamps as S3 answers them, and a request body that is not
+the document expected being MalformedXML.
 """
 
 from __future__ import annotations
@@ -16,27 +16,15 @@ from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 
 from cache.s3.errors import S3Error
+from cache.s3.xml import document, parse_xml, tag
 
-S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;"})
+__all__ = ["MAX_XML_BODY_BYTES", "child_text", "document", "http_time", "iso_time", "parse", "tag", "tags"]
+
 MAX_XML_BODY_BYTES = 2 << 20  # DeleteObjects with 1000 long keys fits comfortably
-
-
-def escape(value: object) -> str:
-    return str(value).translate(_ESCAPES)
-
-
-def tag(name: str, value: object) -> str:
-    return f"<{name}>{escape(value)}</{name}>"
 
 
 def tags(name: str, values: Iterable[object]) -> str:
     return "".join(tag(name, value) for value in values)
-
-
-def document(root: str, *children: str, namespace: bool = True) -> bytes:
-    xmlns = f' xmlns="{S3_NS}"' if namespace else ""
-    return f'<?xml version="1.0" encoding="UTF-8"?>\n<{root}{xmlns}>{"".join(children)}</{root}>'.encode()
 
 
 def iso_time(epoch: float) -> str:
@@ -54,12 +42,9 @@ def parse(body: bytes, root: str) -> Element:
     if not body.strip():
         raise S3Error("MalformedXML")
     try:
-        element = ElementTree.fromstring(body)
+        element = parse_xml(body)
     except (ElementTree.ParseError, DefusedXmlException, ValueError):
         raise S3Error("MalformedXML") from None
-    for node in element.iter():
-        if isinstance(node.tag, str) and "}" in node.tag:
-            node.tag = node.tag.split("}", 1)[1]
     if element.tag != root:
         raise S3Error("MalformedXML", f"Expected a <{root}> document")
     return element

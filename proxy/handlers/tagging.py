@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 from cache.s3.errors import S3Error
+from cache.s3.xml import tag_pairs, tagging_document
 from proxy.body import read_xml_body
 from proxy.context import Context
 from proxy.headers import check_tags, check_version_id
 from proxy.http import Request, Response
-from proxy.xml import document, parse, tag
-
-
-def _tagging_xml(tags: dict[str, str]) -> bytes:
-    entries = "".join(f"<Tag>{tag('Key', k)}{tag('Value', v)}</Tag>" for k, v in tags.items())
-    return document("Tagging", f"<TagSet>{entries}</TagSet>")
+from proxy.xml import parse
 
 
 async def _parse_tagging(request: Request) -> dict[str, str]:
-    root = parse(await read_xml_body(request), "Tagging")
-    tag_set = root.find("TagSet")
-    if tag_set is None:
-        raise S3Error("MalformedXML", "Tagging must contain a TagSet")
-    pairs = []
-    for element in tag_set.findall("Tag"):
-        key, value = element.findtext("Key"), element.findtext("Value")
-        if key is None or value is None:
-            raise S3Error("MalformedXML", "Each Tag must have a Key and a Value")
-        pairs.append((key, value))
-    return check_tags(pairs)
+    return check_tags(tag_pairs(parse(await read_xml_body(request), "Tagging")))
 
 
 async def get_object_tagging(ctx: Context, request: Request) -> Response:
     check_version_id(request)
-    return Response.xml(_tagging_xml(await ctx.store.get_object_tags(request.bucket, request.key)))
+    return Response.xml(tagging_document(await ctx.store.get_object_tags(request.bucket, request.key)))
 
 
 async def put_object_tagging(ctx: Context, request: Request) -> Response:
@@ -51,7 +37,7 @@ async def get_bucket_tagging(ctx: Context, request: Request) -> Response:
     tags = await ctx.store.get_bucket_tags(request.bucket)
     if not tags:
         raise S3Error("NoSuchTagSet", extra={"BucketName": request.bucket})
-    return Response.xml(_tagging_xml(tags))
+    return Response.xml(tagging_document(tags))
 
 
 async def put_bucket_tagging(ctx: Context, request: Request) -> Response:

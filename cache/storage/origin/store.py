@@ -31,6 +31,7 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
+from cache.s3.xml import parse_xml, tagging_document, xml_safe
 from cache.storage.base import Body
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
@@ -42,11 +43,8 @@ from cache.storage.origin.wire import (
     iso_epoch,
     meta_from_headers,
     object_write_headers,
-    parse_xml,
-    tagging_xml,
     tags_of,
     with_trailer,
-    xml_safe,
 )
 
 log = logging.getLogger("s3cache.origin")
@@ -228,7 +226,7 @@ class S3Store:
         if tags is None:
             await self.request("DELETE", bucket, query={"tagging": ""})
         else:
-            await self.request("PUT", bucket, query={"tagging": ""}, body=tagging_xml(tags))
+            await self.request("PUT", bucket, query={"tagging": ""}, body=tagging_document(tags))
 
     # ---- objects -------------------------------------------------------------------------------
 
@@ -335,7 +333,7 @@ class S3Store:
 
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         if tags:
-            await self.request("PUT", bucket, key, query={"tagging": ""}, body=tagging_xml(tags))
+            await self.request("PUT", bucket, key, query={"tagging": ""}, body=tagging_document(tags))
         else:
             await self.request("DELETE", bucket, key, query={"tagging": ""})
 

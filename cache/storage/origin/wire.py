@@ -1,19 +1,15 @@
 """The S3 wire format toward an origin: response XML and headers in, request headers and bodies out.
 
 Pure helpers of cache.storage.origin.store, kept apart so the client itself is only requests, retries and errors.
+What the front end needs too (XML parsing and escaping, the Tagging document, HTTP dates) is cache.s3.xml's.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 from xml.etree.ElementTree import Element
-from xml.sax.saxutils import escape
-
-from defusedxml import ElementTree
 
 from cache.s3.errors import S3Error
 from cache.s3.model import (
@@ -22,24 +18,14 @@ from cache.s3.model import (
     ObjectMeta,
     WriteConditions,
 )
+from cache.s3.xml import S3_NS, http_date, tag, tag_pairs
 from cache.storage.base import Body
 
 
-def parse_xml(data: bytes) -> Element:
-    element = ElementTree.fromstring(data)
-    for node in element.iter():
-        if isinstance(node.tag, str) and "}" in node.tag:
-            node.tag = node.tag.split("}", 1)[1]
-    return element
-
-
-def http_epoch(http_date: str | None) -> float:
-    if not http_date:
-        return 0.0
-    try:
-        return parsedate_to_datetime(http_date).timestamp()
-    except (TypeError, ValueError):
-        return 0.0
+def http_epoch(text: str | None) -> float:
+    """An HTTP date of the origin's (Last-Modified, Date) as epoch seconds; 0 when absent or unreadable."""
+    epoch = http_date(text)
+    return 0.0 if epoch is None else epoch
 
 
 def iso_epoch(text: str | None) -> float:
@@ -79,18 +65,10 @@ CHECKSUM_CHARS = {"crc32": 8, "crc32c": 8, "crc64nvme": 12, "sha1": 28, "sha256"
 _TRAILER_CHUNK_BYTES = 64 << 10
 
 
-_XML_CHARS = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
-
-
-def xml_safe(text: str) -> bool:
-    """True when XML 1.0 can carry text (it cannot carry most control characters, whatever the escaping)."""
-    return _XML_CHARS.fullmatch(text) is not None
-
-
 def delete_xml(keys: list[str]) -> bytes:
     """The body of a DeleteObjects request (not quiet: the answer lists every key's outcome)."""
-    objects = "".join(f"<Object><Key>{escape(key, {chr(13): '&#13;'})}</Key></Object>" for key in keys)
-    return f'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{objects}</Delete>'.encode()
+    objects = "".join(f"<Object>{tag('Key', key)}</Object>" for key in keys)
+    return f'<Delete xmlns="{S3_NS}">{objects}</Delete>'.encode()
 
 
 def with_trailer(body: Body, size: int, checksums: dict[str, str], name: str) -> tuple[Body, int]:
@@ -131,10 +109,6 @@ def condition_headers(conditions: WriteConditions) -> dict[str, str]:
     return headers
 
 
-def tags_of(root: Element) -> dict[str, str]:
-    return {t.findtext("Key") or "": t.findtext("Value") or "" for t in root.iter("Tag")}
-
-
-def tagging_xml(tags: dict[str, str]) -> bytes:
-    entries = "".join(f"<Tag><Key>{escape(k)}</Key><Value>{escape(v)}</Value></Tag>" for k, v in tags.items())
-    return f"<Tagging><TagSet>{entries}</TagSet></Tagging>".encode()
+def tags_of(tagging: Element) -> dict[str, str]:
+    """The tags of an origin's Tagging answer, taken as it comes."""
+    return dict(tag_pairs(tagging, strict=False))
