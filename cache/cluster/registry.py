@@ -41,11 +41,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from cache.bounded import Bounded
 from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")
 
 _HOLDER_CACHE_S = 2.0
+_HOLDERS_CACHED = 100_000
 _FLUSH_EVERY_S = 0.05
 ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
 _GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
@@ -94,7 +96,7 @@ class Registry:
         self.healthy = False
         self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
         self._hold_members_until = 0.0  # after Redis came back (maybe empty): keep known workers while they re-register
-        self._holders: dict[str, tuple[float, list[str]]] = {}
+        self._holders: Bounded[str, tuple[float, list[str]]] = Bounded(_HOLDERS_CACHED)
         self._pending_add: set[str] = set()
         self._pending_remove: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,7 +155,7 @@ class Registry:
             if pending and self._pubsub is not None:
                 # redis-py's listen() can swallow a cancel under load: closing its connection ends the wait
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 await asyncio.wait(pending, timeout=_STOP_WAIT_S)
         # Best effort from here: a connection cut by the cancels above can fail in redis-py in more ways than
         # RedisError (an AttributeError on a half-closed connection, for one); the heartbeat TTL covers a miss.
@@ -305,9 +307,7 @@ class Registry:
             for block, members in zip(missing, results, strict=True):
                 ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
                 found[block] = ids
-                self._holders[block] = (now + _HOLDER_CACHE_S, ids)
-            if len(self._holders) > 100_000:
-                self._holders.clear()
+                self._holders.put(block, (now + _HOLDER_CACHE_S, ids))
         for block in missing:
             found.setdefault(block, [])
         return {block: [w for w in ids if w in self.members] for block, ids in found.items()}
@@ -412,4 +412,4 @@ class Registry:
                 await asyncio.sleep(0.5)
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

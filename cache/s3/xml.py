@@ -56,7 +56,7 @@ def tagging_document(tags: dict[str, str]) -> bytes:
 def parse_xml(data: bytes) -> Element:
     """The document element, namespaces dropped. ElementTree.ParseError (or a DefusedXmlException, a
     ValueError) when data is not a well-formed document or uses what defusedxml forbids."""
-    element = ElementTree.fromstring(data)
+    element: Element = ElementTree.fromstring(data)  # defusedxml's parser is untyped
     for node in element.iter():
         if isinstance(node.tag, str) and "}" in node.tag:
             node.tag = node.tag.split("}", 1)[1]

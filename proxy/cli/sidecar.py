@@ -29,7 +29,7 @@ import httpx
 from conf.settings import ConfigError
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sidecar = commands.add_parser(
         "sidecar", help="run a command against a job-scoped S3 gateway (read-only inputs, a writable 'out')",
         description="Start a job-scoped s3cache worker, export S3_ENDPOINT, AWS_ENDPOINT_URL and credentials to "
