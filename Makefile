@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt
-SRC := proxy cache conf tests benchmarks
+SRC := proxy cache conf rig tests benchmarks
 
 .PHONY: run test lint bench bench-cache system-deps clean
 

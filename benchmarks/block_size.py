@@ -31,19 +31,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loadgen import Load, fetch_md5, percentiles, run_load
-from benchmarks.rig import (
-    BUCKET,
-    GiB,
-    MiB,
-    Rig,
-    cpu_seconds,
-    fmt,
-    header,
-    parse_size,
-    sigterm_raises,
-    size_text,
-    write_report,
-)
+from rig.bench import BUCKET, Rig
+from rig.processes import sigterm_raises
+from rig.report import GiB, MiB, cpu_seconds, fmt, header, parse_size, size_text, write_report
 
 
 @dataclass

@@ -29,8 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loadgen import Load, fetch_md5, percentiles, run_load
-from benchmarks.rig import BUCKET, KiB, MiB, Rig, cpu_seconds, fmt, header, sigterm_raises, size_text, write_report
-from tests.harness import Worker
+from rig.bench import BUCKET, Rig
+from rig.processes import Worker, sigterm_raises
+from rig.report import KiB, MiB, cpu_seconds, fmt, header, size_text, write_report
 
 
 @dataclass
@@ -128,7 +129,7 @@ def main() -> None:
 def render(rows: list[Row], args: argparse.Namespace, checks: list[str]) -> str:
     lines = header("GET latency and throughput: remote-looking origin vs s3cache cold vs s3cache warm", [
         f"origin: {args.origin_server} S3 server behind a proxy adding {args.latency_ms:g} ms to every request "
-        "(tests.origin.CountingProxy in its own process); all on 127.0.0.1",
+        "(rig.origin.CountingProxy in its own process); all on 127.0.0.1",
         f"s3cache: one worker per origin client ({args.clients}; --origin-client), --block-size "
         f"{args.block_size}, metadata TTL 3600 s, cache larger than the data",
         f"load: one asyncio (aiohttp) client, {args.seconds:g} s per row, 4KiB with {args.small_concurrency} "

@@ -20,8 +20,6 @@ import argparse
 import itertools
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +32,9 @@ import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
 from benchmarks.loadgen import fetch_md5, percentiles, run_load  # noqa: E402
-from benchmarks.rig import header, write_report  # noqa: E402
-from tests.harness import Worker, free_port  # noqa: E402
+from rig.processes import Worker  # noqa: E402
+from rig.redis import RedisServer  # noqa: E402
+from rig.report import header, write_report  # noqa: E402
 
 OBJECTS = {"4KiB": 4 << 10, "64MiB": 64 << 20}
 SECRET = "bench-cluster-secret"
@@ -48,10 +47,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="s3cache-paths-"))
     procs: list[Worker] = []
-    redis_port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis = RedisServer(work)
     try:
+        redis.start()
         origin = Worker(["--data", str(work / "origin"), "--log-level", "warning"], work).start()
         procs.append(origin)
         s3 = boto3.client("s3", endpoint_url=origin.url, aws_access_key_id="b", aws_secret_access_key="b",
@@ -60,7 +58,7 @@ def main() -> None:
         for name, size in OBJECTS.items():
             s3.put_object(Bucket="bench", Key=name, Body=os.urandom(size))
         env = {"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "S3CACHE_CLUSTER_HEARTBEAT_TTL_S": "2"}
-        cluster = ["--origin", origin.url, "--redis", f"redis://127.0.0.1:{redis_port}", "--cluster-secret", SECRET,
+        cluster = ["--origin", origin.url, "--redis", redis.url, "--cluster-secret", SECRET,
                    "--log-level", "warning", "--block-size", "4M"]
         holder = Worker([*cluster, "--cache-dir", str(work / "cache-b")], work, env=env).start()
         procs.append(holder)
@@ -89,8 +87,7 @@ def main() -> None:
     finally:
         for worker in reversed(procs):
             worker.stop()
-        redis.send_signal(signal.SIGTERM)
-        redis.wait(timeout=10)
+        redis.stop()
         shutil.rmtree(work, ignore_errors=True)
     lines = header("Warm GET: local vs proxied from a peer vs redirected to a peer",
                    [f"{args.seconds:.0f}s per row; 4KiB at {args.concurrency} concurrent requests, 64MiB at 2",

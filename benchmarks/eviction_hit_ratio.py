@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.rig import header, write_report
 from cache.blocks.eviction import LRU, S3FIFO, EvictionPolicy
+from rig.report import header, write_report
 
 POLICIES: dict[str, Callable[[], EvictionPolicy]] = {"LRU": LRU, "S3-FIFO": S3FIFO}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import Worker, free_port, wait_http  # noqa: E402
+from rig.processes import Worker, free_port, wait_http  # noqa: E402
 
 NGINX_CONF = """
 worker_processes {processes};

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
-from benchmarks.rig import header, write_report  # noqa: E402
-from tests.harness import Worker  # noqa: E402
+from rig.processes import Worker  # noqa: E402
+from rig.report import header, write_report  # noqa: E402
 
 SIZES = {"4KiB": 4 << 10, "64MiB": 64 << 20}
 

@@ -24,18 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loadgen import fetch_md5
-from benchmarks.rig import (
-    BUCKET,
-    MiB,
-    Rig,
-    header,
-    parse_size,
-    proc_status,
-    reset_peak_rss,
-    sigterm_raises,
-    size_text,
-    write_report,
-)
+from rig.bench import BUCKET, Rig
+from rig.processes import sigterm_raises
+from rig.report import MiB, header, parse_size, proc_status, reset_peak_rss, size_text, write_report
 
 
 @dataclass

@@ -15,10 +15,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.harness import Worker
-from tests.origin import MotoOrigin
-
-ORIGIN_ENV = {"AWS_ACCESS_KEY_ID": "origin-key", "AWS_SECRET_ACCESS_KEY": "origin-secret"}
+from rig.origin import ORIGIN_ENV, MotoOrigin
+from rig.processes import Worker
 
 
 def make_client(endpoint: str, user: str = "tester", **config: object):  # type: ignore[no-untyped-def]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import Cluster, assert_redirected, client_env, payload, sha256
-from tests.harness import ROOT
+from rig.cluster import Cluster
+from rig.processes import ROOT
+from tests.clients.conftest import assert_redirected, client_env, payload, sha256
 
 pytestmark = pytest.mark.slow
 

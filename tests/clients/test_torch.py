@@ -21,7 +21,8 @@ with warnings.catch_warnings():  # the CPU wheel works without NumPy, and says s
     import torch
     from torch.utils.data import DataLoader
 
-from tests.clients.conftest import BLOCK, Cluster, payload, sha256
+from rig.cluster import Cluster
+from tests.clients.conftest import BLOCK, payload, sha256
 
 pytestmark = pytest.mark.slow
 

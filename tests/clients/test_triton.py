@@ -22,7 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 from pyarrow import fs as pafs
 
-from tests.clients.conftest import BLOCK, Cluster, assert_redirected, payload, sha256
+from rig.cluster import Cluster
+from tests.clients.conftest import BLOCK, assert_redirected, payload, sha256
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ import pytest
 import s3fs
 from s3fs.utils import FileExpired
 
-from tests.clients.conftest import BLOCK, Cluster, assert_redirected, payload, sha256
+from rig.cluster import Cluster
+from tests.clients.conftest import BLOCK, assert_redirected, payload, sha256
 
 pytestmark = [pytest.mark.slow, pytest.mark.modes("proxy", "auto", "redirect")]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ORIGIN_ENV, make_client
-from tests.harness import Worker
-from tests.origin import CountingProxy, MotoOrigin
+from rig.origin import ORIGIN_ENV, CountingProxy, MotoOrigin
+from rig.processes import Worker
+from tests.conftest import make_client
 
 StartWorker = Callable[..., Worker]
 

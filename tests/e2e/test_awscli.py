@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import ROOT, Worker, s3_env
+from rig.processes import ROOT, Worker, s3_env
 
 AWS = str(ROOT / ".venv" / "bin" / "aws")
 BIG = 9 * 1024 * 1024 + 12345  # > 8 MiB: awscli's multipart threshold, and not a multiple of its part size

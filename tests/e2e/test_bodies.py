@@ -18,8 +18,8 @@ import pytest
 from awscrt import checksums as crt
 from botocore.exceptions import ClientError
 
+from rig.processes import Worker
 from tests.conftest import make_client
-from tests.harness import Worker
 
 AUTH = ("AWS4-HMAC-SHA256 Credential=tester/20260101/us-east-1/s3/aws4_request, "
         "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64)

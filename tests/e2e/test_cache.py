@@ -28,11 +28,11 @@ from botocore.exceptions import ClientError
 
 from cache.blocks.reader import block_id
 from cache.blocks.store import PAGE_BYTES, decode_header
-from tests.cluster import start_nginx
+from rig.nginx import start_nginx
+from rig.origin import CountingProxy, MotoOrigin, Seen
+from rig.processes import Worker, free_port, scrape, stop_process
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
-from tests.harness import Worker, free_port, scrape, stop_process
-from tests.origin import CountingProxy, MotoOrigin, Seen
 
 MIB = 1 << 20
 BLOCK = 4 * MIB

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from cache.blocks.store import BlockStore
-from tests.harness import ROOT, s3_env, wait_http
+from rig.processes import ROOT, s3_env, wait_http
 
 CLI = [sys.executable, "-m", "proxy.cli.main"]
 SERVE_FLAGS = ["--config", "--host", "--port", "--processes", "--region", "--data", "--cache-dir", "--cache-capacity",

@@ -36,9 +36,10 @@ from botocore.config import Config
 
 from cache.blocks.reader import block_id
 from cache.cluster.placement import owner
-from tests.cluster import Nginx, RedisServer
-from tests.harness import Worker, free_port, scrape, wait_http
-from tests.origin import CountingProxy, MotoOrigin
+from rig.nginx import Nginx
+from rig.origin import CountingProxy, MotoOrigin
+from rig.processes import Worker, free_port, scrape, wait_http
+from rig.redis import RedisServer
 
 pytestmark = pytest.mark.slow
 

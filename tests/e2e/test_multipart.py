@@ -13,8 +13,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
+from rig.processes import Worker
 from tests.conftest import make_client
-from tests.harness import Worker
 
 MIB = 1 << 20
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.harness import Worker
+from rig.processes import Worker
 
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 SIZES = [0, 1, 4 << 10, 100 << 10, 300 << 10, 5 << 20]  # 100 KiB: one read, handed over as a bytearray

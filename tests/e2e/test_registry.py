@@ -17,7 +17,7 @@ import pytest
 
 from cache.cluster.registry import ACK_TIMEOUT_S, Registry
 from cache.s3.model import ObjectMeta
-from tests.cluster import RedisServer
+from rig.redis import RedisServer
 
 T = TypeVar("T")
 

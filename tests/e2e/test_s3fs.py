@@ -11,7 +11,7 @@ import pytest
 import s3fs
 from s3fs.utils import FileExpired
 
-from tests.harness import Worker
+from rig.processes import Worker
 
 MiB = 1 << 20
 BLOCK = 5 * MiB

@@ -15,9 +15,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.cluster import RedisServer
-from tests.harness import Worker
-from tests.origin import CountingProxy, MotoOrigin
+from rig.origin import CountingProxy, MotoOrigin
+from rig.processes import Worker
+from rig.redis import RedisServer
 
 CLI = [sys.executable, "-m", "proxy.cli.main", "sidecar"]
 BIN = str(Path(sys.executable).parent)

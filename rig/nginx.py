@@ -1,16 +1,13 @@
-"""Cluster pieces for end-to-end tests: a throwaway Redis, and nginx running the shipped load-balancer config.
+"""nginx running the shipped load-balancer config, a real process on a free 127.0.0.1 port, stopped by its PID.
 
-Both are real processes on free 127.0.0.1 ports, started and stopped by their PID. The Redis keeps
-nothing on disk (``--save "" --appendonly no``), so a restart on the same port is a Redis that lost
-everything. nginx runs ``deploy/nginx/s3cache.conf`` itself, with only its upstream ``server`` lines and
-its ``listen`` port substituted, so the tests exercise the configuration that ships.
+It runs ``deploy/nginx/s3cache.conf`` itself, with only its upstream ``server`` lines and its ``listen`` port
+substituted, so what runs is the configuration that ships.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -18,9 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
-from tests.harness import ROOT, free_port, stop_process, wait_http
+from rig.processes import ROOT, free_port, stop_process, wait_http
 
 SHIPPED_NGINX_CONF = ROOT / "deploy" / "nginx" / "s3cache.conf"
 
@@ -36,49 +31,6 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 10.0
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"port {port} did not open within {timeout_s}s")
-
-
-@dataclass
-class RedisServer:
-    """A redis-server of our own (never the machine's 6379), restartable on the same port."""
-
-    workdir: Path
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.port = self.port or free_port()
-        log = open(self.workdir / f"redis-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.RedisError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        stop_process(self.proc, sig)
-        self.proc = None
-
-    def restart(self) -> RedisServer:
-        """Stop and start on the same port: every key is gone."""
-        self.stop()
-        return self.start()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=2)
 
 
 def render_nginx_conf(upstreams: list[str], port: int, shipped: Path = SHIPPED_NGINX_CONF) -> str:

@@ -1,151 +1,40 @@
-"""The shared rig of the cache benchmarks: a slowed S3 origin, s3cache workers over it, a GET client, reports.
+"""The benchmarks' setup: a slowed S3 origin holding bucket ``bench``, and s3cache workers over it.
 
-The origin is a real S3 server on 127.0.0.1 seen through ``tests.origin.CountingProxy``, which delays every
+The origin is a real S3 server on 127.0.0.1 seen through ``rig.origin.CountingProxy``, which delays every
 request (20 ms by default, a remote-looking round trip) and counts what reaches the origin. The proxy runs in
-its own process so its copying threads never share a GIL with the load client. Two origin servers:
+its own process (``rig.origin.ProxyProcess``) so its copying threads never share a GIL with the load client.
+Two origin servers:
 
 - ``dir`` (default): ``s3cache serve --data DIR``, the directory under storage, whose ranged GETs cost the
   bytes they return, as S3's do;
 - ``moto``: moto's server; a ranged GET there reads the whole object first (``FakeKey.value``), so a read
   of one block of a large object costs the whole object. Fine for small objects, misleading for large ones.
 
-Every process the rig starts is stopped by its PID when the rig closes, also on errors and SIGTERM.
-
-    python benchmarks/rig.py proxy UPSTREAM_PORT LATENCY_S   (the proxy process; the rig starts it)
+Every process the rig starts is stopped by its PID when the rig closes, also on errors and SIGTERM
+(with ``rig.processes.sigterm_raises``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import platform
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import httpx
 
-import httpx  # noqa: E402
-
-import tests.origin as origin_module  # noqa: E402
-from tests.harness import Worker, stop_process  # noqa: E402
-from tests.origin import CountingProxy, MotoOrigin  # noqa: E402
+from rig.origin import MotoOrigin, ProxyProcess
+from rig.processes import Worker
+from rig.report import MiB
 
 BUCKET = "bench"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 _WRITE_PIECE = 16 * MiB
 _PART_BYTES = 64 * MiB
-
-
-def size_text(size: int) -> str:
-    for unit, scale in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size >= scale and size % scale == 0:
-            return f"{size // scale}{unit}"
-    return f"{size}B"
-
-
-def parse_size(text: str) -> int:
-    scales = {"K": KiB, "M": MiB, "G": GiB, "T": GiB << 10}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    return int(float(text[:-1]) * scales[text[-1]]) if text and text[-1] in scales else int(text)
-
-
-def sigterm_raises() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every finally block stops what it started."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, handler)
-
-
-# ---- processes -------------------------------------------------------------------------------------
-
-
-class ProxyProcess:
-    """CountingProxy in a child process, driven over its stdin: ``count``, ``reset``; EOF stops it."""
-
-    def __init__(self, upstream_port: int, latency_s: float) -> None:
-        self.upstream_port, self.latency_s = upstream_port, latency_s
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ProxyProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "proxy", str(self.upstream_port), str(self.latency_s)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
-        if not line.startswith("port "):
-            stop_process(self.proc)
-            raise RuntimeError(f"the latency proxy did not start: {line!r}")
-        self.port = int(line.split()[1])
-        return self
-
-    def _ask(self, command: str) -> str:
-        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def counts(self) -> tuple[int, int]:
-        """(object GETs, all requests) the origin received since the last reset."""
-        gets, total = self._ask("count").split()
-        return int(gets), int(total)
-
-    def reset(self) -> None:
-        self._ask("reset")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.stdin is not None:
-            try:
-                self.proc.stdin.close()
-            except BrokenPipeError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            stop_process(self.proc)
-        self.proc = None
-
-
-class _ProxyServer(ThreadingHTTPServer):
-    # socketserver's listen backlog of 5 drops SYNs when many connections open at once: 1 s retransmit stalls.
-    request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a stopped worker resets its pooled connections
-            super().handle_error(request, client_address)
-
-
-def _proxy_main(upstream_port: int, latency_s: float) -> None:
-    origin_module.ThreadingHTTPServer = _ProxyServer  # type: ignore[misc]
-    proxy = CountingProxy(upstream_port, latency_s=latency_s).start()
-    print(f"port {proxy.port}", flush=True)
-    try:
-        for line in sys.stdin:
-            if line.strip() == "count":
-                print(len(proxy.object_gets()), len(proxy.requests()), flush=True)
-            elif line.strip() == "reset":
-                proxy.reset()
-                print("ok", flush=True)
-    finally:
-        proxy.stop()
 
 
 @dataclass
@@ -291,64 +180,3 @@ class Rig:
 def _random_pieces(size: int) -> Iterator[bytes]:
     for offset in range(0, size, _WRITE_PIECE):
         yield os.urandom(min(_WRITE_PIECE, size - offset))
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (peak RSS) and friends of a process, in bytes."""
-    values = {}
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            name, _, rest = line.partition(":")
-            if name.startswith("Vm") and rest.strip().endswith("kB"):
-                values[name] = int(rest.split()[0]) * 1024
-    return values
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process (all its threads) has used so far."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux clear_refs 5); False when the kernel refuses."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-# ---- reports ----------------------------------------------------------------------------------------
-
-
-def header(title: str, notes: Iterable[str]) -> list[str]:
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    return [
-        f"# {title}",
-        "",
-        f"- machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
-        f"- commit: {commit}; date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        *[f"- {note}" for note in notes],
-        "",
-    ]
-
-
-def write_report(name: str, text: str) -> Path:
-    print(text)
-    out = ROOT / "benchmarks" / "results" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(text)
-    print(f"written to {out.relative_to(ROOT)}")
-    return out
-
-
-def fmt(value: float, digits: int = 1) -> str:
-    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
-
-
-if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
-    _proxy_main(int(sys.argv[2]), float(sys.argv[3]))

@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: s3cache workers on free 127.0.0.1 ports, and what they need."""
+"""Real processes on free 127.0.0.1 ports: s3cache workers, and starting, waiting for and stopping children."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def sigterm_raises() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every finally block stops what it started."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
 
 
 def free_port() -> int:

@@ -3,6 +3,11 @@
 The proxy is a real HTTP server between s3cache and moto: it records every request the origin
 receives (method, path, query, Range) so tests can count origin traffic, and can delay each request
 to make the origin look remote. It streams bodies both ways without holding them.
+
+``ProxyProcess`` runs that proxy in a child process of its own, so its copying threads never share a GIL
+with a load client (the benchmarks' slowed origin):
+
+    python -m rig.origin proxy UPSTREAM_PORT LATENCY_S   (the proxy process; ProxyProcess starts it)
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
-from tests.harness import free_port, stop_process, wait_http
+from rig.processes import ROOT, free_port, stop_process, wait_http
 
+ORIGIN_ENV = {"AWS_ACCESS_KEY_ID": "origin-key", "AWS_SECRET_ACCESS_KEY": "origin-secret"}  # s3cache's origin keys
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -39,6 +46,8 @@ class Seen:
 
 @dataclass
 class CountingProxy:
+    server_class: ClassVar[type[ThreadingHTTPServer]] = ThreadingHTTPServer
+
     upstream_port: int
     latency_s: float = 0.0
     port: int = 0
@@ -126,7 +135,7 @@ class CountingProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = self.server_class(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -183,3 +192,86 @@ class MotoOrigin:
     def stop(self) -> None:
         stop_process(self.proc)
         self.proc = None
+
+
+class ProxyProcess:
+    """CountingProxy in a child process, driven over its stdin: ``count``, ``reset``; EOF stops it."""
+
+    def __init__(self, upstream_port: int, latency_s: float) -> None:
+        self.upstream_port, self.latency_s = upstream_port, latency_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ProxyProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rig.origin", "proxy", str(self.upstream_port), str(self.latency_s)], cwd=ROOT,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("port "):
+            stop_process(self.proc)
+            raise RuntimeError(f"the latency proxy did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self
+
+    def _ask(self, command: str) -> str:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def counts(self) -> tuple[int, int]:
+        """(object GETs, all requests) the origin received since the last reset."""
+        gets, total = self._ask("count").split()
+        return int(gets), int(total)
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            stop_process(self.proc)
+        self.proc = None
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    # socketserver's listen backlog of 5 drops SYNs when many connections open at once: 1 s retransmit stalls.
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a stopped worker resets its pooled connections
+            super().handle_error(request, client_address)
+
+
+class _RelayProxy(CountingProxy):
+    server_class = _ProxyServer
+
+
+def _proxy_main(upstream_port: int, latency_s: float) -> None:
+    proxy = _RelayProxy(upstream_port, latency_s=latency_s).start()
+    print(f"port {proxy.port}", flush=True)
+    try:
+        for line in sys.stdin:
+            if line.strip() == "count":
+                print(len(proxy.object_gets()), len(proxy.requests()), flush=True)
+            elif line.strip() == "reset":
+                proxy.reset()
+                print("ok", flush=True)
+    finally:
+        proxy.stop()
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
+    _proxy_main(int(sys.argv[2]), float(sys.argv[3]))
