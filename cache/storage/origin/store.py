@@ -3,7 +3,7 @@
 Every call of the under-storage protocol becomes the matching S3 request, signed with SigV4. Idempotent
 calls are retried with backoff on connection failures, timeouts and 500/502/503/504; what still fails
 reaches the client as the origin's own S3 error, or as ServiceUnavailable/SlowDown/InternalError with a
-message that names the origin.
+message that names the origin. The multipart calls are made by ``cache.storage.origin.multipart``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from cache.s3.model import (
     WriteConditions,
 )
 from cache.s3.xml import parse_xml, tagging_document, xml_safe
-from cache.storage.base import Body
+from cache.storage.base import Body, UnderStore
+from cache.storage.origin.multipart import Uploads
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
 from cache.storage.origin.wire import (
@@ -101,6 +102,7 @@ class S3Store:
         self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
                                                 read_timeout_s=read_timeout_s, max_connections=max_connections,
                                                 tls=tls)
+        self._uploads = Uploads(self)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -362,68 +364,34 @@ class S3Store:
         last = max([e.key for e in entries] + prefixes) if truncated and (entries or prefixes) else None
         return ListPage(entries, prefixes, truncated, last)
 
-    # ---- multipart -----------------------------------------------------------------------------
+    # ---- multipart: the S3 calls in cache.storage.origin.multipart -------------------------------
 
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
-        response = await self.request("POST", bucket, key, query={"uploads": ""}, headers=object_write_headers(new),
-                                      idempotent=False)
-        return parse_xml(response.content).findtext("UploadId") or ""
+        return await self._uploads.create_upload(bucket, key, new, initiator)
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
     ) -> PartInfo:
-        headers = {"content-length": str(size)} if size is not None else {}
-        response = await self.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
-                                      headers=headers, body=body, idempotent=False)
-        return PartInfo(number, size or 0, response.headers.get("etag", "").strip('"'),
-                        http_epoch(response.headers.get("date")))
+        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
 
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
     ) -> PartInfo:
-        headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}",
-                   "x-amz-copy-source-range": f"bytes={start}-{end - 1}"}
-        response = await self.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
-                                      headers=headers)
-        root = parse_xml(response.content)
-        return PartInfo(number, end - start, (root.findtext("ETag") or "").strip('"'),
-                        iso_epoch(root.findtext("LastModified")))
+        return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
 
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
     ) -> ObjectMeta:
-        body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag></Part>"
-                       for n, etag in parts)
-        document = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
-        response = await self.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
-                                      headers=condition_headers(conditions), idempotent=False)
-        root = parse_xml(response.content)
-        if root.tag == "Error":
-            code = root.findtext("Code") or "InternalError"
-            raise S3Error(code, root.findtext("Message") or "", origin_status=None if code in CODES else 500)
-        return await self.head_object(bucket, key)
+        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.request("DELETE", bucket, key, query={"uploadId": upload_id})
+        await self._uploads.abort_upload(bucket, key, upload_id)
 
     async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        parts: list[PartInfo] = []
-        marker = "0"
-        while True:
-            root = parse_xml((await self.request("GET", bucket, key, query={
-                "uploadId": upload_id, "part-number-marker": marker})).content)
-            parts += [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0),
-                               (p.findtext("ETag") or "").strip('"'), iso_epoch(p.findtext("LastModified")))
-                      for p in root.iter("Part")]
-            if (root.findtext("IsTruncated") or "false") != "true":
-                return parts
-            marker = root.findtext("NextPartNumberMarker") or str(parts[-1].number)
+        return await self._uploads.list_parts(bucket, key, upload_id)
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        root = parse_xml((await self.request("GET", bucket, query={"uploads": ""})).content)
-        return [UploadInfo(u.findtext("Key") or "", u.findtext("UploadId") or "",
-                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "")
-                for u in root.iter("Upload")]
+        return await self._uploads.list_uploads(bucket)
 
 
 class OriginObject:
@@ -440,3 +408,6 @@ class OriginObject:
 
     def close(self) -> None:
         pass
+
+
+_: type[UnderStore] = S3Store  # mypy proves the origin backend speaks the whole protocol
