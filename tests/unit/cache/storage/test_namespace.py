@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from cache.blocks.metadata import CachedStore
+from cache.blocks.reader import BlockReader
+from cache.blocks.store import BlockStore
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.listing import paginate
 from cache.s3.model import (
@@ -23,9 +26,6 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
-from cache.blocks.metadata import CachedStore
-from cache.blocks.reader import BlockReader
-from cache.blocks.store import BlockStore
 from cache.storage.directory.store import DirectoryStore
 from cache.storage.namespace import Mount, Namespace
 
