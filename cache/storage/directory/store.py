@@ -13,11 +13,9 @@ import json
 import os
 import shutil
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
-from cache.bounded import Bounded
 from cache.fileio import pread
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
@@ -39,7 +37,6 @@ from cache.storage.directory.layout import (
     HashingWriter,
     MemoryObject,
     OpenFile,
-    file_md5,
     meta_from_record,
     read_sidecar,
     record_for,
@@ -48,13 +45,8 @@ from cache.storage.directory.layout import (
     storage_error,
     write_sidecar,
 )
-from cache.storage.directory.memory import (
-    META_CACHE_ENTRIES,
-    SIDECAR_RECHECK_S,
-    SMALL_OBJECT_BYTES,
-    SMALL_OBJECTS_TOTAL_BYTES,
-    Known,
-)
+from cache.storage.directory.memory import SMALL_OBJECT_BYTES
+from cache.storage.directory.metadata import KnownObjects
 from cache.storage.directory.multipart import Uploads
 
 
@@ -76,10 +68,7 @@ class DirectoryStore:
         self._uploads = Uploads(self)
         self._buckets: dict[str, BucketPaths] = {
             name: BucketPaths(Path(directory).resolve()) for name, directory in (bucket_dirs or {}).items()}
-        # What is known of each recently used object, so a warm GET costs a stat, not a JSON read.
-        self._meta_cache: Bounded[tuple[str, str], Known] = Bounded(META_CACHE_ENTRIES)
-        self._contents: Bounded[tuple[str, str], tuple[list[int], bytes]] = Bounded(
-            META_CACHE_ENTRIES, weigh=lambda held: len(held[1]), max_weight=SMALL_OBJECTS_TOTAL_BYTES)
+        self._known = KnownObjects()  # what is known of each recently used object
 
     # ---- buckets -------------------------------------------------------------------------------
 
@@ -123,8 +112,7 @@ class DirectoryStore:
             paths.root.rmdir()
         except OSError:
             raise S3Error("BucketNotEmpty", extra={"BucketName": bucket}) from None
-        self._meta_cache.clear()
-        self._contents.clear()
+        self._known.clear()
 
     def _bucket_tags_path(self, paths: BucketPaths) -> Path:
         return paths.system / "bucket-tags.json"
@@ -143,64 +131,7 @@ class DirectoryStore:
         tmp.write_text(json.dumps(tags))
         os.replace(tmp, path)
 
-    # ---- metadata ------------------------------------------------------------------------------
-
-    def _sidecar_stamp(self, paths: BucketPaths, key: str) -> list[int] | None:
-        try:
-            return stamp_of(os.stat(paths.meta_str(key)))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-
-    def meta_for(
-        self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result, may_hash: bool = True
-    ) -> ObjectMeta | None:
-        """The metadata of the file behind st: from memory, from its sidecar, or (for a file written
-        behind our back) by hashing it. None when hashing is needed and may_hash is False."""
-        data_stamp = stamp_of(st)
-        known = self._meta_cache.get((bucket, key))
-        if known is not None and known.data_stamp == data_stamp:
-            now = time.monotonic()
-            if now - known.side_checked < SIDECAR_RECHECK_S:
-                return known.meta  # this process's own writes always replace the entry
-            if self._sidecar_stamp(paths, key) == known.side_stamp:
-                known.side_checked = now
-                return known.meta
-        side_stamp = self._sidecar_stamp(paths, key)
-        record = read_sidecar(paths.meta_str(key)) if side_stamp is not None else None
-        if record is None or record.get("stamp") != data_stamp:
-            # Written behind our back (or a torn commit): the bytes are the truth, old metadata is not.
-            if not may_hash:
-                return None
-            record = {"etag": file_md5(paths.data(key)), "stamp": data_stamp}
-            write_sidecar(paths, key, record)
-            side_stamp = self._sidecar_stamp(paths, key)
-        meta = meta_from_record(key, record, st)
-        self._remember(bucket, key, data_stamp, side_stamp, meta)
-        return meta
-
-    async def _meta(self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
-        """meta_for on the event loop when it is cheap, in a thread when the file must be hashed."""
-        meta = self.meta_for(bucket, paths, key, st, may_hash=False)
-        if meta is None:
-            meta = await asyncio.to_thread(self.meta_for, bucket, paths, key, st)
-        assert meta is not None
-        return meta
-
-    def _remember(self, bucket: str, key: str, data_stamp: list[int], side: list[int] | None, meta: ObjectMeta) -> None:
-        self._meta_cache.put((bucket, key), Known(data_stamp, side, time.monotonic(), meta))
-        self._contents.pop((bucket, key))
-
-    def _forget(self, bucket: str, key: str) -> None:
-        self._meta_cache.pop((bucket, key))
-        self._contents.pop((bucket, key))
-
-    def _marker_meta(self, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
-        record = read_sidecar(paths.meta(key))
-        if record is None:
-            if any(True for _ in os.scandir(paths.data(key))):
-                raise no_such_key(key)  # an implicit directory: a prefix, not an object
-            record = {"etag": EMPTY_MD5}
-        return meta_from_record(key, record, st)
+    # ---- reads: what is known of each object is kept by cache.storage.directory.metadata --------
 
     def _missing(self, bucket: str, key: str) -> S3Error:
         """Why a key's path is absent: the bucket (checked only now, off the hot path) or the key."""
@@ -219,10 +150,10 @@ class DirectoryStore:
         if key.endswith("/"):
             if not stat.S_ISDIR(st.st_mode):
                 raise no_such_key(key)
-            return self._marker_meta(paths, key, st)
+            return self._known.marker_meta(paths, key, st)
         if not stat.S_ISREG(st.st_mode):
             raise no_such_key(key)
-        return await self._meta(bucket, paths, key, st)
+        return await self._known.meta(bucket, paths, key, st)
 
     async def open_object(self, bucket: str, key: str) -> OpenObject:
         if key.endswith("/"):
@@ -230,14 +161,14 @@ class DirectoryStore:
         check_key(key)
         paths = self.paths_of(bucket)
         path = paths.data_str(key)
-        held = self._contents.get((bucket, key))
+        held = self._known.held(bucket, key)
         if held is not None:  # a small hot object: one stat proves the bytes in memory are current
             try:
                 st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
                 raise self._missing(bucket, key) from None
             if stamp_of(st) == held[0]:
-                meta = self.meta_for(bucket, paths, key, st, may_hash=False)
+                meta = self._known.meta_for(bucket, paths, key, st, may_hash=False)
                 if meta is not None:
                     return MemoryObject(meta, held[1])
         try:
@@ -250,12 +181,12 @@ class DirectoryStore:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise no_such_key(key)
-            meta = await self._meta(bucket, paths, key, st)
+            meta = await self._known.meta(bucket, paths, key, st)
             if meta.size > SMALL_OBJECT_BYTES:
                 return OpenFile(meta, fd)  # the OpenFile owns fd from here
             data = bytes(await pread(fd, meta.size, 0)) if meta.size else b""
             if len(data) == meta.size and stamp_of(os.fstat(fd)) == stamp_of(st):
-                self._contents.put((bucket, key), (stamp_of(st), data))
+                self._known.hold(bucket, key, stamp_of(st), data)
         except BaseException:
             os.close(fd)
             raise
@@ -309,7 +240,7 @@ class DirectoryStore:
         record["stamp"] = stamp_of(st)
         write_sidecar(paths, key, record)
         meta = meta_from_record(key, record, st)
-        self._remember(bucket, key, record["stamp"], self._sidecar_stamp(paths, key), meta)
+        self._known.remember(bucket, key, record["stamp"], self._known.sidecar_stamp(paths, key), meta)
         return meta
 
     async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject) -> ObjectMeta:
@@ -379,7 +310,7 @@ class DirectoryStore:
         record = read_sidecar(paths.meta(key)) or {"etag": meta.etag}
         record["tags"] = tags
         write_sidecar(paths, key, record)
-        self._forget(bucket, key)
+        self._known.forget(bucket, key)
 
     async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
         outcomes: list[S3Error | None] = []
@@ -395,7 +326,7 @@ class DirectoryStore:
         check_key(key)
         paths = self.existing_bucket(bucket)
         target = paths.data(key)
-        self._forget(bucket, key)
+        self._known.forget(bucket, key)
         try:
             if key.endswith("/"):
                 remove_quietly(paths.meta(key))
@@ -425,17 +356,12 @@ class DirectoryStore:
 
     # ---- listing -------------------------------------------------------------------------------
 
-    def _listed_meta(self, bucket: str, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
-        meta = self.meta_for(bucket, paths, key, st)  # listings run in a thread: hashing is allowed
-        assert meta is not None
-        return meta
-
     async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
         paths = self.existing_bucket(bucket)
         return await asyncio.to_thread(
             dirlist.list_page, paths, prefix, delimiter, marker, max_keys,
-            lambda key, st: self._listed_meta(bucket, paths, key, st),
-            lambda key, st: self._marker_meta(paths, key, st),
+            lambda key, st: self._known.listed_meta(bucket, paths, key, st),
+            lambda key, st: self._known.marker_meta(paths, key, st),
         )
 
     # ---- multipart: staged by cache.storage.directory.multipart ---------------------------------
