@@ -21,15 +21,15 @@ from cache.cluster.peers import PEER_PATH
 from cache.s3.errors import S3Error
 from conf.settings import Settings
 from proxy.auth import authenticate
-from proxy.context import Context
+from proxy.context import Context, Stack
 from proxy.errors import error_response, internal_error
 from proxy.http import Receive, Request, Response, Scope, Send, send_response
 from proxy.metrics import Metrics
-from proxy.operations import HANDLERS, resolve
+from proxy.operations import resolve
 from proxy.peer import serve_peer
 from proxy.policy import authorize
-from proxy.redirect import check_token, redirect
-from proxy.stack import Stack, advertised_url, build_stack
+from proxy.redirect import check_token, redirect, take_token
+from proxy.stack import advertised_url, build_stack
 
 ADMIN_PREFIX = "/_s3cache/"
 SETTINGS_ENV = "S3CACHE__SETTINGS_JSON"  # how `serve --processes N` hands settings to worker processes
@@ -128,16 +128,19 @@ class S3App:
         request: Request | None = None
         try:
             request = Request(scope, receive)
-            landed_by_token = check_token(self.ctx, request)
-            if not landed_by_token:
+            token = take_token(request)
+            if token is None:
                 request.user = authenticate(self.ctx.settings.auth, request.method,
                                             (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
                                             scope.get("query_string", b"").decode("latin-1"), request.headers,
                                             request.query)
-            request.operation = resolve(request)
-            authorize(self.ctx.namespace, request)
-            response = await redirect(self.ctx, request, landed_by_token) or \
-                await HANDLERS[request.operation](self.ctx, request)
+            operation = resolve(request)
+            request.operation = operation.name
+            if token is not None:  # judged against the operation it would admit: only the read it was made for
+                check_token(self.ctx, request, operation, token)
+            authorize(self.ctx.namespace, request, operation)
+            response = await redirect(self.ctx, request, operation, token is not None) or \
+                await operation.handler(self.ctx, request)
         except S3Error as error:
             response = self._error(error, scope, request, head)
         except Exception:

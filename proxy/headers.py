@@ -1,9 +1,9 @@
-"""Object headers in both directions: what a write stores, what a read returns, tags and versions."""
+"""Object headers in both directions: what a write stores, what a read returns, tags, versions, copy sources."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import (
@@ -20,6 +20,7 @@ from proxy.http import Request
 from proxy.xml import http_time
 
 _META_PREFIX = "x-amz-meta-"
+COPY_SOURCE = "x-amz-copy-source"
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
     "response-content-language": "content-language",
@@ -85,6 +86,27 @@ def check_version_id(request: Request) -> None:
     version = request.query.get("versionId")
     if version is not None and version != "null":
         raise invalid_argument("Invalid version id specified", "versionId", version)
+
+
+def split_copy_source(raw: str) -> tuple[str, str, str]:
+    """``/bucket/key?versionId=...`` (URL-encoded, the leading slash optional) -> (bucket, key, query), unchecked.
+
+    The one reading of the header: access policy checks the bucket it names, the copy reads from it."""
+    path, _, query = raw.partition("?")
+    bucket, _, key = unquote(path).lstrip("/").partition("/")
+    return bucket, key, query
+
+
+def copy_source(request: Request) -> tuple[str, str]:
+    """The (bucket, key) a copy reads from (CopyObject, UploadPartCopy), or InvalidArgument."""
+    raw = request.headers.get(COPY_SOURCE, "")
+    bucket, key, query = split_copy_source(raw)
+    if not bucket or not key:
+        raise invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+                               COPY_SOURCE, raw)
+    if query.startswith("versionId=") and query[len("versionId="):] != "null":
+        raise invalid_argument("Invalid version id specified", COPY_SOURCE, raw)
+    return bucket, key  # the store judges the key, as it does every key
 
 
 def object_headers(meta: ObjectMeta) -> dict[str, str]:

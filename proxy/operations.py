@@ -1,4 +1,8 @@
-"""The S3 operation table: (method, level, sub-resource) -> AWS operation name -> handler.
+"""The S3 operation table: one record per operation s3cache serves, found by (method, level, sub-resource).
+
+A record (``Operation``) holds all that is known of an operation: its AWS name, its route, its handler, its
+access class, whether a write-only bucket answers it and whether it may be redirected. Routing, access
+policy, redirects, logs and metrics all read it; nothing keeps a list of operation names of its own.
 
 ``level`` is service (``/``), bucket (``/b``) or object (``/b/k``). The sub-resource is the query keyword
 that selects an operation (``?tagging``, ``?uploads``, ``?uploadId=``...); a PUT that carries
@@ -9,75 +13,95 @@ not are answered 501 NotImplemented; a method a resource does not take, 405 Meth
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from cache.s3.errors import S3Error
 from proxy.context import Context
 from proxy.handlers import buckets, listings, multipart, objects, tagging
+from proxy.headers import COPY_SOURCE
 from proxy.http import Request, Response
 
 Handler = Callable[[Context, Request], Awaitable[Response]]
+Level = Literal["service", "bucket", "object"]
+RouteKey = tuple[str, Level, str]  # (method, level, selector)
+# What an operation does to the data, for access rules: "read" an object's bytes or metadata; "list" a bucket
+# (or the buckets), including the bucket-level probes clients make to find one (HeadBucket, GetBucketLocation,
+# GetBucketVersioning); "write" an object (or create a bucket); "delete" objects (or a bucket); anything of a
+# "multipart" upload; "tagging" of an object or a bucket. Whether it changes anything is `Operation.writes`.
+Access = Literal["read", "list", "write", "delete", "multipart", "tagging"]
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
-ROUTES: dict[tuple[str, str, str], str] = {
-    ("GET", "service", ""): "ListBuckets",
-    ("HEAD", "bucket", ""): "HeadBucket",
-    ("PUT", "bucket", ""): "CreateBucket",
-    ("DELETE", "bucket", ""): "DeleteBucket",
-    ("GET", "bucket", ""): "ListObjects",
-    ("GET", "bucket", "list-type"): "ListObjectsV2",
-    ("GET", "bucket", "versions"): "ListObjectVersions",
-    ("GET", "bucket", "location"): "GetBucketLocation",
-    ("GET", "bucket", "versioning"): "GetBucketVersioning",
-    ("GET", "bucket", "uploads"): "ListMultipartUploads",
-    ("POST", "bucket", "delete"): "DeleteObjects",
-    ("GET", "bucket", "tagging"): "GetBucketTagging",
-    ("PUT", "bucket", "tagging"): "PutBucketTagging",
-    ("DELETE", "bucket", "tagging"): "DeleteBucketTagging",
-    ("GET", "object", ""): "GetObject",
-    ("HEAD", "object", ""): "HeadObject",
-    ("PUT", "object", ""): "PutObject",
-    ("PUT", "object", "+copy"): "CopyObject",
-    ("DELETE", "object", ""): "DeleteObject",
-    ("POST", "object", "uploads"): "CreateMultipartUpload",
-    ("PUT", "object", "uploadId"): "UploadPart",
-    ("PUT", "object", "uploadId+copy"): "UploadPartCopy",
-    ("POST", "object", "uploadId"): "CompleteMultipartUpload",
-    ("DELETE", "object", "uploadId"): "AbortMultipartUpload",
-    ("GET", "object", "uploadId"): "ListParts",
-    ("GET", "object", "tagging"): "GetObjectTagging",
-    ("PUT", "object", "tagging"): "PutObjectTagging",
-    ("DELETE", "object", "tagging"): "DeleteObjectTagging",
-}
 
-HANDLERS: dict[str, Handler] = {
-    "ListBuckets": buckets.list_buckets,
-    "HeadBucket": buckets.head_bucket,
-    "CreateBucket": buckets.create_bucket,
-    "DeleteBucket": buckets.delete_bucket,
-    "GetBucketLocation": buckets.get_bucket_location,
-    "GetBucketVersioning": buckets.get_bucket_versioning,
-    "ListObjects": listings.list_objects,
-    "ListObjectsV2": listings.list_objects_v2,
-    "ListObjectVersions": listings.list_object_versions,
-    "GetObject": objects.get_object,
-    "HeadObject": objects.head_object,
-    "PutObject": objects.put_object,
-    "CopyObject": objects.copy_object,
-    "DeleteObject": objects.delete_object,
-    "DeleteObjects": objects.delete_objects,
-    "CreateMultipartUpload": multipart.create_multipart_upload,
-    "UploadPart": multipart.upload_part,
-    "UploadPartCopy": multipart.upload_part_copy,
-    "CompleteMultipartUpload": multipart.complete_multipart_upload,
-    "AbortMultipartUpload": multipart.abort_multipart_upload,
-    "ListParts": multipart.list_parts,
-    "ListMultipartUploads": multipart.list_multipart_uploads,
-    "GetObjectTagging": tagging.get_object_tagging,
-    "PutObjectTagging": tagging.put_object_tagging,
-    "DeleteObjectTagging": tagging.delete_object_tagging,
-    "GetBucketTagging": tagging.get_bucket_tagging,
-    "PutBucketTagging": tagging.put_bucket_tagging,
-    "DeleteBucketTagging": tagging.delete_bucket_tagging,
-}
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One S3 operation s3cache serves: everything routing, policy, redirects and metrics know about it."""
+
+    name: str  # the AWS operation name, verbatim: what logs and metrics show
+    route: RouteKey
+    handler: Handler
+    access: Access
+    write_only_ok: bool = False  # a read a write-only bucket still answers (every write it answers anyway)
+    # may get a 307 to the worker holding its bytes (cluster.data_path), whose token then admits it there
+    redirectable: bool = False
+
+    @property
+    def method(self) -> str:
+        return self.route[0]
+
+    @property
+    def writes(self) -> bool:
+        """True when it changes a bucket, an object, its tags or an upload: exactly the operations that are
+        not GET or HEAD (DeleteObjects and the multipart POSTs write; nothing s3cache serves reads by POST)."""
+        return self.route[0] not in SAFE_METHODS
+
+    @property
+    def copies(self) -> bool:
+        """Reads the object ``x-amz-copy-source`` names (CopyObject, UploadPartCopy), so it reads that bucket too."""
+        return self.route[2].endswith("+copy")
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    # service
+    Operation("ListBuckets", ("GET", "service", ""), buckets.list_buckets, "list"),
+    # bucket
+    Operation("HeadBucket", ("HEAD", "bucket", ""), buckets.head_bucket, "list", write_only_ok=True),
+    Operation("CreateBucket", ("PUT", "bucket", ""), buckets.create_bucket, "write"),
+    Operation("DeleteBucket", ("DELETE", "bucket", ""), buckets.delete_bucket, "delete"),
+    Operation("ListObjects", ("GET", "bucket", ""), listings.list_objects, "list"),
+    Operation("ListObjectsV2", ("GET", "bucket", "list-type"), listings.list_objects_v2, "list"),
+    Operation("ListObjectVersions", ("GET", "bucket", "versions"), listings.list_object_versions, "list"),
+    Operation("GetBucketLocation", ("GET", "bucket", "location"), buckets.get_bucket_location, "list",
+              write_only_ok=True),
+    Operation("GetBucketVersioning", ("GET", "bucket", "versioning"), buckets.get_bucket_versioning, "list",
+              write_only_ok=True),
+    Operation("ListMultipartUploads", ("GET", "bucket", "uploads"), multipart.list_multipart_uploads, "multipart",
+              write_only_ok=True),
+    Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete"),
+    Operation("GetBucketTagging", ("GET", "bucket", "tagging"), tagging.get_bucket_tagging, "tagging"),
+    Operation("PutBucketTagging", ("PUT", "bucket", "tagging"), tagging.put_bucket_tagging, "tagging"),
+    Operation("DeleteBucketTagging", ("DELETE", "bucket", "tagging"), tagging.delete_bucket_tagging, "tagging"),
+    # object
+    Operation("GetObject", ("GET", "object", ""), objects.get_object, "read", redirectable=True),
+    Operation("HeadObject", ("HEAD", "object", ""), objects.head_object, "read", redirectable=True),
+    Operation("PutObject", ("PUT", "object", ""), objects.put_object, "write"),
+    Operation("CopyObject", ("PUT", "object", "+copy"), objects.copy_object, "write"),
+    Operation("DeleteObject", ("DELETE", "object", ""), objects.delete_object, "delete"),
+    Operation("CreateMultipartUpload", ("POST", "object", "uploads"), multipart.create_multipart_upload,
+              "multipart"),
+    Operation("UploadPart", ("PUT", "object", "uploadId"), multipart.upload_part, "multipart"),
+    Operation("UploadPartCopy", ("PUT", "object", "uploadId+copy"), multipart.upload_part_copy, "multipart"),
+    Operation("CompleteMultipartUpload", ("POST", "object", "uploadId"), multipart.complete_multipart_upload,
+              "multipart"),
+    Operation("AbortMultipartUpload", ("DELETE", "object", "uploadId"), multipart.abort_multipart_upload,
+              "multipart"),
+    Operation("ListParts", ("GET", "object", "uploadId"), multipart.list_parts, "multipart", write_only_ok=True),
+    Operation("GetObjectTagging", ("GET", "object", "tagging"), tagging.get_object_tagging, "tagging"),
+    Operation("PutObjectTagging", ("PUT", "object", "tagging"), tagging.put_object_tagging, "tagging"),
+    Operation("DeleteObjectTagging", ("DELETE", "object", "tagging"), tagging.delete_object_tagging, "tagging"),
+)
+BY_ROUTE: dict[tuple[str, str, str], Operation] = {operation.route: operation for operation in OPERATIONS}  # dispatch
+BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}
 
 # Query keywords that select an operation, in the order they decide ("uploadId" wins over "tagging").
 SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning")
@@ -95,8 +119,8 @@ UNSUPPORTED_ROUTES = {
 }
 
 
-def resolve(request: Request) -> str:
-    """The AWS operation name of a request, or an S3Error saying why there is none."""
+def resolve(request: Request) -> Operation:
+    """The operation a request asks for, or an S3Error saying why there is none."""
     query = request.query
     selector = ""
     if query:
@@ -111,13 +135,14 @@ def resolve(request: Request) -> str:
             name = sorted(unsupported)[0]
             raise S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented by s3cache",
                           extra={"Method": request.method, "ResourceType": name})
-    if request.method == "PUT" and "x-amz-copy-source" in request.headers and selector in ("", "uploadId"):
+    if request.method == "PUT" and COPY_SOURCE in request.headers and selector in ("", "uploadId"):
         selector += "+copy"
-    operation = ROUTES.get((request.method, request.level, selector))
-    unserved = UNSUPPORTED_ROUTES.get((request.method, request.level, selector)) if operation is None else None
+    level = request.level
+    operation = BY_ROUTE.get((request.method, level, selector))
+    if operation is not None:
+        return operation
+    unserved = UNSUPPORTED_ROUTES.get((request.method, level, selector))
     if unserved is not None:
         raise S3Error("NotImplemented", f"{unserved} is not implemented by s3cache",
                       extra={"Method": request.method, "ResourceType": selector})
-    if operation is None:
-        raise S3Error("MethodNotAllowed", extra={"Method": request.method, "ResourceType": request.level.upper()})
-    return operation
+    raise S3Error("MethodNotAllowed", extra={"Method": request.method, "ResourceType": level.upper()})

@@ -6,6 +6,12 @@ from the worker that holds or owns it (cache.cluster.routing), or from the origi
 so the target serves the request although the client dropped its Authorization header on the way; a
 request carrying a valid token is always served where it lands, so membership changes cannot loop it.
 
+A token stands in for authentication of exactly one request: the operation (GetObject or HeadObject),
+the HTTP method, the bucket and the key of the request that was redirected, for the user it was made
+by, until it expires. Whoever holds a Location can repeat that read and nothing else: a request with a
+token whose operation is not redirectable (a PUT, a tagging call, a copy, a delete, a GET of ?tagging...)
+is refused 403, never authenticated by the token (and not by anything else it carries).
+
 Who is redirected (cluster.data_path):
 - proxy: nobody. boto3, awscli and s3torchconnector never follow a 3xx, so this is the default.
 - redirect: every object GET/HEAD (never a write, never a bucket-level call).
@@ -17,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from cache.blocks.reader import block_id
@@ -26,33 +34,56 @@ from cache.s3.errors import S3Error
 from proxy.conditions import parse_range
 from proxy.context import Context
 from proxy.http import Request, Response
+from proxy.operations import Operation
 from proxy.xml import document, tag
 
 TOKEN_PARAMS = ("x-s3cache-exp", "x-s3cache-user", "x-s3cache-sig")
-REDIRECTED_OPERATIONS = frozenset({"GetObject", "HeadObject"})
 FOLLOWERS = ("aiobotocore", "aws-sdk-cpp", "rclone/", "curl/")  # User-Agent marks of clients that follow 307
+_TOKEN_VERSION = "s3cache-redirect-2"  # what the HMAC is over changed: tokens of the old form are refused
+_MAX_EXPIRY_DIGITS = 12
 
 
-def _signature(secret: str, method_class: str, bucket: str, key: str, expiry: str, user: str) -> str:
-    message = f"{method_class}\n{bucket}\n{key}\n{expiry}\n{user}".encode()
+@dataclass(frozen=True, slots=True)
+class Token:
+    """The redirect token a request carried in its query (taken out of it), not yet checked."""
+
+    expiry: str
+    user: str
+    signature: str
+
+
+def _signature(secret: str, operation: str, method: str, bucket: str, key: str, expiry: str, user: str) -> str:
+    # JSON: no bucket, key or user can shift a field boundary ("a\nb" + "c" never signs like "a" + "b\nc")
+    message = json.dumps([_TOKEN_VERSION, operation, method, bucket, key, expiry, user]).encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def check_token(ctx: Context, request: Request) -> bool:
-    """Consume a redirect token from the query: True if one was there and is valid (the user is set from it)."""
+def take_token(request: Request) -> Token | None:
+    """Remove a redirect token from the query (it is never a parameter of the operation); None if there is none."""
     if "x-s3cache-sig" not in request.query:
-        return False
-    expiry = request.query.pop("x-s3cache-exp", "")
-    user = request.query.pop("x-s3cache-user", "")
-    signature = request.query.pop("x-s3cache-sig", "")
+        return None
+    expiry, user, signature = (request.query.pop(name, "") for name in TOKEN_PARAMS)
+    return Token(expiry, user, signature)
+
+
+def check_token(ctx: Context, request: Request, operation: Operation, token: Token) -> None:
+    """Admit a request by its redirect token (the user is set from it), or raise AccessDenied.
+
+    Only for a redirectable operation (GetObject, HeadObject), and only when the token was made for this
+    operation, method, bucket and key, by this user, and has not expired."""
+    if not operation.redirectable:
+        raise S3Error("AccessDenied", f"A redirect token admits only the read it was issued for, never "
+                      f"{operation.name}; send this request, signed, to the original endpoint")
     secret = ctx.settings.cluster.secret
-    valid = bool(secret) and expiry.isdigit() and int(expiry) >= time.time() and hmac.compare_digest(
-        signature, _signature(secret or "", "read", request.bucket, request.key, expiry, user))
+    expiry = token.expiry
+    fresh = expiry.isascii() and expiry.isdigit() and len(expiry) <= _MAX_EXPIRY_DIGITS and int(expiry) >= time.time()
+    valid = bool(secret) and fresh and hmac.compare_digest(
+        token.signature.encode(), _signature(secret or "", operation.name, request.method, request.bucket,
+                                             request.key, expiry, token.user).encode())
     if not valid:
-        raise S3Error("AccessDenied", "The redirect token is invalid or has expired; send the request again to "
-                      "the original endpoint")
-    request.user = user or None
-    return True
+        raise S3Error("AccessDenied", "The redirect token is invalid, has expired or was issued for another "
+                      "request; send the request again to the original endpoint")
+    request.user = token.user or None
 
 
 def follows_redirects(user_agent: str) -> bool:
@@ -60,11 +91,11 @@ def follows_redirects(user_agent: str) -> bool:
     return any(mark in agent for mark in FOLLOWERS)
 
 
-async def redirect(ctx: Context, request: Request, landed_by_token: bool) -> Response | None:
+async def redirect(ctx: Context, request: Request, operation: Operation, landed_by_token: bool) -> Response | None:
     """A 307 to the worker holding the requested bytes, or None to serve the request here."""
     stack = ctx.stack
     mode = ctx.settings.cluster.data_path
-    if landed_by_token or mode == "proxy" or request.operation not in REDIRECTED_OPERATIONS:
+    if landed_by_token or mode == "proxy" or not operation.redirectable:
         return None
     if stack is None or stack.cluster is None or stack.blocks is None or stack.namespace is None:
         return None
@@ -83,15 +114,15 @@ async def redirect(ctx: Context, request: Request, landed_by_token: bool) -> Res
     if not candidates or candidates[0] == stack.cluster.worker_id:
         return None
     target = stack.cluster.url_of(candidates[0])
-    return _temporary_redirect(ctx, request, target)
+    return _temporary_redirect(ctx, request, operation, target)
 
 
-def _temporary_redirect(ctx: Context, request: Request, target: str) -> Response:
+def _temporary_redirect(ctx: Context, request: Request, operation: Operation, target: str) -> Response:
     secret = ctx.settings.cluster.secret or ""
     expiry = str(int(time.time() + ctx.settings.cluster.redirect_token_ttl_s))
     user = request.user or ""
-    token = {"x-s3cache-exp": expiry, "x-s3cache-user": user,
-             "x-s3cache-sig": _signature(secret, "read", request.bucket, request.key, expiry, user)}
+    signature = _signature(secret, operation.name, request.method, request.bucket, request.key, expiry, user)
+    token = {"x-s3cache-exp": expiry, "x-s3cache-user": user, "x-s3cache-sig": signature}
     query = urlencode({**request.query, **token})
     location = f"{target}/{quote(request.bucket)}/{quote(request.key, safe='/~')}?{query}"
     endpoint = target.split("://", 1)[-1]

@@ -10,8 +10,7 @@ from proxy.body import body_check, decoded_body, read_xml_body
 from proxy.conditions import check_preconditions
 from proxy.context import OWNER_ID, Context
 from proxy.handlers.buckets import owner_xml
-from proxy.handlers.objects import copy_source
-from proxy.headers import new_object, write_conditions
+from proxy.headers import copy_source, new_object, write_conditions
 from proxy.http import Request, Response
 from proxy.xml import document, iso_time, parse, tag
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import NewObject, ObjectMeta
 from proxy.body import body_check, decoded_body, read_xml_body
@@ -12,6 +10,7 @@ from proxy.context import Context
 from proxy.headers import (
     apply_response_overrides,
     check_version_id,
+    copy_source,
     new_object,
     object_headers,
     tags_from_header,
@@ -89,20 +88,6 @@ async def put_object(ctx: Context, request: Request) -> Response:
     headers = {"etag": f'"{meta.etag}"'}
     headers.update({f"x-amz-checksum-{name}": value for name, value in check.checksums.items()})
     return Response(200, headers)
-
-
-def copy_source(request: Request) -> tuple[str, str]:
-    """``x-amz-copy-source: /bucket/key?versionId=...`` (URL-encoded) -> (bucket, key)."""
-    raw = request.headers.get("x-amz-copy-source", "")
-    path, _, query = raw.partition("?")
-    path = unquote(path).lstrip("/")
-    bucket, _, key = path.partition("/")
-    if not bucket or not key:
-        raise invalid_argument("Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
-                               "x-amz-copy-source", raw)
-    if query.startswith("versionId=") and query[len("versionId="):] != "null":
-        raise invalid_argument("Invalid version id specified", "x-amz-copy-source", raw)
-    return bucket, key  # the store judges the key, as it does every key
 
 
 def _directive(request: Request, header: str) -> str:

@@ -1,4 +1,5 @@
-"""Routing: (method, path, query, headers) -> the AWS operation name, 501 for unserved sub-resources, 405 otherwise."""
+"""Routing: (method, path, query, headers) -> the operation's record, 501 for unserved sub-resources, 405 otherwise;
+and the records themselves."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from cache.s3.errors import S3Error
 from proxy.http import Request
-from proxy.operations import HANDLERS, ROUTES, resolve
+from proxy.operations import BY_NAME, BY_ROUTE, OPERATIONS, SAFE_METHODS, resolve
 
 COPY = {"x-amz-copy-source": "/src/key"}
 
@@ -24,7 +25,7 @@ def request(method: str, path: str, query: str = "", headers: dict[str, str] | N
 
 
 def operation(method: str, path: str, query: str = "", headers: dict[str, str] | None = None) -> str:
-    return resolve(request(method, path, query, headers))
+    return resolve(request(method, path, query, headers)).name
 
 
 @pytest.mark.parametrize(
@@ -88,7 +89,7 @@ def test_routes(method: str, path: str, query: str, headers: dict[str, str] | No
 
 def test_every_route_is_covered_by_the_table_above() -> None:
     covered = {case[-1] for case in _route_cases()}
-    assert covered == set(ROUTES.values())
+    assert covered == {op.name for op in OPERATIONS}
 
 
 def _route_cases() -> list[tuple[object, ...]]:
@@ -163,10 +164,41 @@ def test_wrong_methods_are_405(method: str, path: str, query: str, level: str) -
     assert exc.value.extra == {"Method": method, "ResourceType": level}
 
 
-def test_every_route_has_a_handler_and_every_handler_a_route() -> None:
-    assert set(ROUTES.values()) == set(HANDLERS)
-    assert all(callable(handler) for handler in HANDLERS.values())
+def test_every_record_is_found_by_its_route_and_its_name() -> None:
+    assert all(callable(op.handler) for op in OPERATIONS)
+    assert {op.route: op for op in OPERATIONS} == BY_ROUTE
+    assert {op.name: op for op in OPERATIONS} == BY_NAME
+    for op in OPERATIONS:
+        method, level, selector = op.route
+        assert resolve(request(method, {"service": "/", "bucket": "/b", "object": "/b/k"}[level],
+                               selector.removesuffix("+copy"), COPY if op.copies else None)) is op
 
 
 def test_route_names_are_unique() -> None:
-    assert len(set(ROUTES.values())) == len(ROUTES)
+    assert len(BY_NAME) == len(BY_ROUTE) == len(OPERATIONS)
+
+
+def test_records_are_frozen() -> None:
+    with pytest.raises(AttributeError):
+        BY_NAME["GetObject"].redirectable = False  # type: ignore[misc]
+
+
+def test_only_object_reads_are_redirectable() -> None:
+    assert {op.name for op in OPERATIONS if op.redirectable} == {"GetObject", "HeadObject"}
+    assert all(op.route[1] == "object" and op.method in SAFE_METHODS for op in OPERATIONS if op.redirectable)
+
+
+def test_writes_are_the_unsafe_methods_and_agree_with_the_access_class() -> None:
+    for op in OPERATIONS:
+        assert op.writes == (op.method not in SAFE_METHODS), op.name
+        if op.access in ("read", "list"):
+            assert not op.writes, op.name
+        if op.access in ("write", "delete"):
+            assert op.writes, op.name
+    assert {op.name for op in OPERATIONS if op.copies} == {"CopyObject", "UploadPartCopy"}
+
+
+def test_write_only_buckets_answer_only_reads_marked_so() -> None:
+    marked = [op for op in OPERATIONS if op.write_only_ok]
+    assert marked and not any(op.writes for op in marked)  # writes are answered anyway: the flag is for reads
+    assert not any(op.access == "read" for op in marked)  # never an object's bytes

@@ -1,21 +1,26 @@
-"""proxy.policy.authorize: a mount's mode (read-write, read-only, write-only) and allowed users, by operation."""
+"""proxy.policy.authorize: a mount's mode (read-write, read-only, write-only) and allowed users, by operation.
+
+Which operations write, and which reads a write-only bucket answers, are read from the operation records
+(proxy.operations.OPERATIONS): this file keeps no list of its own."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import pytest
 
 from cache.s3.errors import S3Error
+from cache.storage.base import UnderStore
 from cache.storage.namespace import Mount, Namespace
 from proxy.http import Request
-from proxy.operations import HANDLERS
-from proxy.policy import WRITE_ONLY_READS, WRITES, authorize
+from proxy.operations import BY_NAME, OPERATIONS
+from proxy.policy import authorize
 
-READS = frozenset({
-    "ListBuckets", "HeadBucket", "GetBucketLocation", "GetBucketVersioning", "ListObjects", "ListObjectsV2",
-    "ListObjectVersions", "GetObject", "HeadObject", "ListParts", "ListMultipartUploads", "GetObjectTagging",
-    "GetBucketTagging",
-})
-STORE = object()  # authorize never touches a store
+ALL = frozenset(op.name for op in OPERATIONS)
+WRITES = frozenset(op.name for op in OPERATIONS if op.writes)
+READS = ALL - WRITES
+WRITE_ONLY_READS = frozenset(op.name for op in OPERATIONS if op.write_only_ok)
+STORE = cast(UnderStore, object())  # authorize never touches a store
 
 
 def namespace() -> Namespace:
@@ -36,7 +41,8 @@ def request(operation: str, bucket: str, key: str = "k", user: str | None = "ali
             copy_source: str | None = None) -> Request:
     headers = [(b"x-amz-copy-source", copy_source.encode())] if copy_source is not None else []
     path = f"/{bucket}/{key}" if bucket and key else f"/{bucket}"
-    req = Request({"method": "GET", "path": path, "query_string": b"", "headers": headers}, _receive)
+    req = Request({"method": BY_NAME[operation].method, "path": path, "query_string": b"", "headers": headers},
+                  _receive)
     req.operation = operation
     req.user = user
     return req
@@ -44,19 +50,18 @@ def request(operation: str, bucket: str, key: str = "k", user: str | None = "ali
 
 def denied(operation: str, bucket: str, **kwargs: object) -> S3Error:
     with pytest.raises(S3Error) as caught:
-        authorize(namespace(), request(operation, bucket, **kwargs))  # type: ignore[arg-type]
+        authorize(namespace(), request(operation, bucket, **kwargs), BY_NAME[operation])  # type: ignore[arg-type]
     assert caught.value.code == "AccessDenied" and caught.value.status == 403
     return caught.value
 
 
 def allowed(operation: str, bucket: str, **kwargs: object) -> None:
-    authorize(namespace(), request(operation, bucket, **kwargs))  # type: ignore[arg-type]
+    authorize(namespace(), request(operation, bucket, **kwargs), BY_NAME[operation])  # type: ignore[arg-type]
 
 
 def test_every_operation_is_classified() -> None:
-    assert set(HANDLERS) == WRITES | READS
-    assert not WRITES & READS
-    assert WRITE_ONLY_READS <= READS
+    assert WRITES and READS and not WRITES & READS
+    assert WRITE_ONLY_READS and WRITE_ONLY_READS <= READS
 
 
 @pytest.mark.parametrize("operation", sorted(WRITES))
@@ -81,7 +86,7 @@ def test_write_only_allows_writes_and_its_few_reads(operation: str) -> None:
     allowed(operation, "wo")
 
 
-@pytest.mark.parametrize("operation", sorted(HANDLERS))
+@pytest.mark.parametrize("operation", sorted(ALL))
 def test_read_write_and_unmounted_buckets_allow_everything(operation: str) -> None:
     allowed(operation, "rw", user=None)
     allowed(operation, "default-bucket", user=None)  # served by the default store: no rules of its own
@@ -107,7 +112,7 @@ def test_service_level_requests_are_not_bucket_checked() -> None:
 
 
 def test_no_namespace_means_no_policy() -> None:
-    authorize(None, request("PutObject", "ro"))
+    authorize(None, request("PutObject", "ro"), BY_NAME["PutObject"])
 
 
 @pytest.mark.parametrize("operation", ["CopyObject", "UploadPartCopy"])
