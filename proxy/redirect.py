@@ -101,19 +101,19 @@ async def redirect(ctx: Context, request: Request, operation: Operation, landed_
         return None
     if mode == "auto" and not follows_redirects(request.headers.get("user-agent", "")):
         return None
-    if not stack.namespace.mount(request.bucket).cached:
+    mount = stack.namespace.mount(request.bucket)  # resolved once: the block is named by the origin's names
+    if not mount.cached:
         return None
-    meta = await ctx.store.head_object(request.bucket, request.key)
+    meta = await mount.store.head_object(mount.target, mount.key(request.key))
     span = parse_range(request.headers.get("range"), meta.size) if meta.size else None
     block_size = ctx.settings.cache.block_size_bytes
-    target_bucket, target_key = stack.namespace.origin_name(request.bucket, meta.key)
-    bid = block_id(target_bucket, target_key, meta.etag, (span[0] if span else 0) // block_size, block_size)
+    bid = block_id(mount.target, meta.key, meta.etag, (span[0] if span else 0) // block_size, block_size)
     if bid in stack.blocks:
         return None
-    candidates = await stack.cluster.candidates(bid)
-    if not candidates or candidates[0] == stack.cluster.worker_id:
+    route = await stack.cluster.route(bid)  # empty: this worker holds or fills it, so it serves the read
+    if not route:
         return None
-    target = stack.cluster.url_of(candidates[0])
+    target = stack.cluster.url_of(route[0])
     return _temporary_redirect(ctx, request, operation, target)
 
 

@@ -38,7 +38,7 @@ class Cluster:
     def suspect(self, worker_id: str) -> None:
         self._suspects[worker_id] = time.monotonic() + SUSPECT_S
 
-    async def candidates(self, block_id: str) -> list[str]:
+    async def _candidates(self, block_id: str) -> list[str]:
         """Workers to try for a block, best first; this worker's id means "fill it here"."""
         live = self.live()
         holders = (await self.registry.holders([block_id]))[block_id]
@@ -49,5 +49,5 @@ class Cluster:
     async def route(self, block_id: str) -> list[str]:
         """The peers to ask for a block this worker lacks, best first; empty: this worker fills it (it owns the
         block, or nobody else is live). A gateway, never a candidate itself, gets every candidate."""
-        order = await self.candidates(block_id)
+        order = await self._candidates(block_id)
         return order[:order.index(self.worker_id)] if self.worker_id in order else order
