@@ -1,21 +1,15 @@
-"""The Redis placement map shared by the workers: membership, block holders, object metadata, invalidation.
+"""The Redis placement map shared by the workers: membership and block holders.
 
-Keys (``<ns>`` is the namespace, "s3cache" by default; buckets and keys are the origin's, whatever a
-member's mounts call them)::
+Keys (``<ns>`` is the namespace, "s3cache" by default)::
 
     <ns>:workers                 ZSET  worker id -> expiry (unix s): the live set is what has not expired
     <ns>:worker:<id>             HASH  url, capacity, used, blocks, hits, misses (expires with the heartbeat)
+    <ns>:config                  HASH  block_size_bytes: the cluster's, recorded by the first member to join
     <ns>:blk:<block id>          SET   ids of the workers holding that block
-    <ns>:meta:{<bucket>/<key>}   STRING cached object metadata (JSON), expiring after the metadata TTL
-    <ns>:gen:{<bucket>/<key>}    STRING the key's write generation, raised by every write through any worker
-    <ns>:invalidate              pub/sub channel: {"n": nonce, "b": bucket, "k": [keys]} written through any worker
-    <ns>:ack:<nonce>             LIST  one entry per worker that has dropped the key (short-lived)
 
-Read-after-write across workers: a write raises the key's generation, deletes its shared metadata and
-publishes the key, then waits (at most ``ACK_TIMEOUT_S``) until every subscribed worker has acknowledged
-dropping it, so no worker answers from the old metadata once the write is answered. Metadata learned from
-the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
-that raced a write can never put the old version back for a whole TTL.
+Object metadata shared between the workers, and its invalidation on a write, ride on the same client and
+namespace: ``cache.cluster.shared`` holds them (and their keys), and the registry delegates get_meta,
+put_meta and invalidate to it.
 
 Nothing here is on a warm read's path: membership is a snapshot refreshed every second, holder lookups
 are cached in memory, fills and evictions are queued and flushed as one pipeline. Redis being down is
@@ -28,20 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from cache.bounded import Bounded
+from cache.cluster.shared import SharedMetadata
 from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")
@@ -49,18 +41,7 @@ log = logging.getLogger("s3cache.registry")
 _HOLDER_CACHE_S = 2.0
 _HOLDERS_CACHED = 100_000
 _FLUSH_EVERY_S = 0.05
-ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
-_GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
-_ACK_TTL_MS = 10_000
 _STOP_WAIT_S = 2.0
-# KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
-_PUT_IF_UNCHANGED = """
-if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-  return 1
-end
-return 0
-"""
 
 
 class BlockSizeMismatch(ValueError):
@@ -85,7 +66,6 @@ class Registry:
         # would otherwise fail once each, flapping the worker "down" several times after it has rejoined.
         self.redis = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5,
                                        retry=Retry(NoBackoff(), 1))
-        self._put_if_unchanged = self.redis.register_script(_PUT_IF_UNCHANGED)
         self.url = url
         self.worker_id = worker_id
         self.advertise_url = advertise_url
@@ -100,15 +80,12 @@ class Registry:
         self._pending_add: set[str] = set()
         self._pending_remove: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._pubsub: PubSub | None = None
-        self.invalidations = 0  # published by this worker
-        self.unacknowledged = 0  # of those, how many some worker did not acknowledge in time
-        self._stopping = False
         self.on_invalidate: Callable[[str, str], None] = lambda bucket, key: None
         self.on_reconnect: Callable[[], Awaitable[Iterable[str]]] | None = None  # -> ids of blocks held
         self.on_membership: Callable[[], None] = lambda: None
         self.registering = False  # set by start(): only workers with cache capacity are placement targets
         self.registering_paused = False  # set by leave(): a stopping worker heartbeats no more
+        self._shared = SharedMetadata(self)  # object metadata and invalidation, on this client and namespace
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -134,7 +111,7 @@ class Registry:
         self._tasks = [asyncio.create_task(self._loop(self._heartbeat_once, self.ttl_s / 3)),
                        asyncio.create_task(self._loop(self._refresh_once, 1.0)),
                        asyncio.create_task(self._loop(self._flush_once, _FLUSH_EVERY_S)),
-                       asyncio.create_task(self._subscribe())]
+                       asyncio.create_task(self._shared.subscribe())]
 
     async def leave(self) -> None:
         """Stop being a placement target now (heartbeats stop too); in-flight reads still finish here."""
@@ -147,15 +124,15 @@ class Registry:
 
     async def stop(self) -> None:
         """Leave at once: the others stop routing here within their next refresh."""
-        self._stopping = True
+        self._shared.stopping = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
-            if pending and self._pubsub is not None:
+            if pending and self._shared.pubsub is not None:
                 # redis-py's listen() can swallow a cancel under load: closing its connection ends the wait
                 with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                    await self._shared.pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 await asyncio.wait(pending, timeout=_STOP_WAIT_S)
         # Best effort from here: a connection cut by the cancels above can fail in redis-py in more ways than
         # RedisError (an AttributeError on a half-closed connection, for one); the heartbeat TTL covers a miss.
@@ -172,7 +149,8 @@ class Registry:
             await asyncio.sleep(every_s)
             await step()
 
-    def _down(self, what: str, exc: BaseException) -> None:
+    def down(self, what: str, exc: BaseException) -> None:
+        """Redis failed at what: unhealthy until a heartbeat gets through again, logged once per outage."""
         if not self._outage_logged:
             self._outage_logged = True
             log.error("Redis at %s unreachable (%s: %s): serving from local cache and origin until it returns",
@@ -199,7 +177,7 @@ class Registry:
             else:
                 await self.redis.ping()
         except (RedisError, OSError) as exc:
-            self._down("heartbeat", exc)
+            self.down("heartbeat", exc)
             return
         self.healthy = True
         self._outage_logged = False
@@ -222,7 +200,7 @@ class Registry:
                         pipe.sadd(f"{self.ns}:blk:{block}", self.worker_id)
                     await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._down("republishing blocks", exc)
+            self.down("republishing blocks", exc)
 
     async def _refresh_once(self) -> None:
         try:
@@ -238,7 +216,7 @@ class Registry:
                     pipe.hgetall(f"{self.ns}:worker:{worker}")
                 infos = await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._down("membership refresh", exc)
+            self.down("membership refresh", exc)
             return
         members = {}
         for worker, info in zip(ids, infos, strict=True):
@@ -282,7 +260,7 @@ class Registry:
                     pipe.srem(f"{self.ns}:blk:{block}", self.worker_id)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            self._down("placement update", exc)  # republished in full on reconnect
+            self.down("placement update", exc)  # republished in full on reconnect
 
     async def holders(self, block_ids: list[str]) -> dict[str, list[str]]:
         """Live workers holding each block (cached for a moment; empty when Redis is away)."""
@@ -302,7 +280,7 @@ class Registry:
                         pipe.smembers(f"{self.ns}:blk:{block}")
                     results = await pipe.execute()
             except (RedisError, OSError) as exc:
-                self._down("holder lookup", exc)
+                self.down("holder lookup", exc)
                 results = [set() for _ in missing]
             for block, members in zip(missing, results, strict=True):
                 ids = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
@@ -312,104 +290,23 @@ class Registry:
             found.setdefault(block, [])
         return {block: [w for w in ids if w in self.members] for block, ids in found.items()}
 
-    # ---- metadata ------------------------------------------------------------------------------
+    # ---- metadata: shared and invalidated by cache.cluster.shared --------------------------------
 
-    def _meta_key(self, bucket: str, key: str) -> str:
-        return f"{self.ns}:meta:{{{bucket}/{key}}}"
+    @property
+    def invalidations(self) -> int:
+        """Invalidations published by this worker."""
+        return self._shared.invalidations
 
-    def _gen_key(self, bucket: str, key: str) -> str:
-        return f"{self.ns}:gen:{{{bucket}/{key}}}"  # same hash tag as the metadata: one slot for the script
+    @property
+    def unacknowledged(self) -> int:
+        """Of those, how many some worker did not acknowledge in time."""
+        return self._shared.unacknowledged
 
     async def get_meta(self, bucket: str, key: str) -> tuple[ObjectMeta | None, str | None]:
-        """The shared metadata of a key, and its write generation (pass it to put_meta); (None, None) when
-        Redis is away."""
-        if not self.healthy:
-            return None, None
-        try:
-            raw, generation = await self.redis.mget(self._meta_key(bucket, key), self._gen_key(bucket, key))
-        except (RedisError, OSError) as exc:
-            self._down("metadata read", exc)
-            return None, None
-        generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
-        if raw is None:
-            return None, generation
-        try:
-            meta = ObjectMeta.from_json(raw)
-        except (ValueError, TypeError, AttributeError):  # another version's record, or not ours: a miss
-            log.warning("unreadable shared metadata of %s/%s: asking the origin", bucket, key)
-            return None, generation
-        return meta, generation
+        return await self._shared.get_meta(bucket, key)
 
     async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float, generation: str | None) -> bool:
-        """Share metadata learned from the origin, unless a write raised the key's generation meanwhile."""
-        if not self.healthy or ttl_s <= 0 or generation is None:
-            return False
-        try:
-            stored = await self._put_if_unchanged(
-                keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
-                args=[generation, meta.to_json(), max(1, int(ttl_s * 1000))])
-        except (RedisError, OSError) as exc:
-            self._down("metadata write", exc)
-            return False
-        return bool(stored)
+        return await self._shared.put_meta(bucket, meta, ttl_s, generation)
 
     async def invalidate(self, bucket: str, *keys: str) -> None:
-        """A write went through this worker: every worker forgets the keys' metadata before this returns
-        (or ACK_TIMEOUT_S has passed: a worker that does not answer is logged, not waited for)."""
-        if not keys:
-            return
-        nonce = uuid.uuid4().hex
-        what = f"{bucket}/{keys[0]}" + (f" and {len(keys) - 1} more keys" if len(keys) > 1 else "")
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.incr(self._gen_key(bucket, key))
-                    pipe.pexpire(self._gen_key(bucket, key), _GEN_TTL_MS)
-                    pipe.delete(self._meta_key(bucket, key))
-                pipe.publish(f"{self.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
-                subscribers = (await pipe.execute())[-1]
-            self.invalidations += 1
-            deadline = time.monotonic() + ACK_TIMEOUT_S
-            acked = 0
-            while acked < subscribers:
-                left = deadline - time.monotonic()
-                if left <= 0 or await self.redis.blpop([f"{self.ns}:ack:{nonce}"], timeout=left) is None:
-                    log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
-                                what, acked, subscribers, ACK_TIMEOUT_S)
-                    self.unacknowledged += 1
-                    break
-                acked += 1
-        except (RedisError, OSError) as exc:
-            self._down("invalidation", exc)
-
-    async def _subscribe(self) -> None:
-        while not self._stopping:
-            pubsub = self._pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(f"{self.ns}:invalidate")
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    try:
-                        note = json.loads(message["data"])
-                        nonce, bucket, keys = note["n"], note["b"], note["k"]
-                    except (ValueError, KeyError, TypeError):  # not ours to read: drop everything to be safe
-                        log.warning("unreadable invalidation %r: dropping all cached metadata", message["data"][:200])
-                        self.on_invalidate("", "")
-                        continue
-                    for key in keys:
-                        self.on_invalidate(bucket, key)
-                    async with self.redis.pipeline(transaction=False) as pipe:  # dropped: tell the writer
-                        pipe.rpush(f"{self.ns}:ack:{nonce}", self.worker_id)
-                        pipe.pexpire(f"{self.ns}:ack:{nonce}", _ACK_TTL_MS)
-                        await pipe.execute()
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                if self._stopping:
-                    return
-                self._down("invalidation channel", exc)
-                await asyncio.sleep(0.5)
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._shared.invalidate(bucket, *keys)

@@ -1,4 +1,4 @@
-"""cache.cluster.registry against a real redis-server: the read-after-write contract between workers.
+"""cache.cluster.registry and its shared metadata against a real redis-server: the read-after-write contract between workers.
 
 Each worker's registry runs on an event loop of its own (a thread), as it would in its own process, so one
 worker being busy cannot be papered over by the test's scheduling.
@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cache.cluster.registry import ACK_TIMEOUT_S, Registry
+from cache.cluster.registry import Registry
+from cache.cluster.shared import ACK_TIMEOUT_S
 from cache.s3.model import ObjectMeta
 from rig.redis import RedisServer
 
@@ -87,7 +88,8 @@ def members(redis_server: RedisServer) -> Iterator[list[Member]]:
         member.close()
 
 
-META = ObjectMeta("k", 11, "0" * 32, 1_700_000_000.0, {"content-type": "text/plain"}, {"a": "b"}, {}, {}, None, 0)
+META = ObjectMeta(key="k", size=11, etag="0" * 32, last_modified=1_700_000_000.0,
+                  headers={"content-type": "text/plain"}, user_metadata={"a": "b"})
 
 
 def test_a_write_returns_only_after_every_worker_dropped_the_key(members: list[Member]) -> None:

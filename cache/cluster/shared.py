@@ -1,0 +1,179 @@
+"""Object metadata shared by the workers through Redis, and the invalidation that drops it everywhere on a write.
+
+Keys (``<ns>`` is the registry's namespace; buckets and keys are the origin's, whatever a member's mounts
+call them)::
+
+    <ns>:meta:{<bucket>/<key>}   STRING cached object metadata (JSON), expiring after the metadata TTL
+    <ns>:gen:{<bucket>/<key>}    STRING the key's write generation, raised by every write through any worker
+    <ns>:invalidate              pub/sub channel: {"n": nonce, "b": bucket, "k": [keys]} written through any worker
+    <ns>:ack:<nonce>             LIST  one entry per worker that has dropped the key (short-lived)
+
+Read-after-write across workers: a write raises the key's generation, deletes its shared metadata and
+publishes the key, then waits (at most ``ACK_TIMEOUT_S``) until every subscribed worker has acknowledged
+dropping it, so no worker answers from the old metadata once the write is answered. Metadata learned from
+the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
+that raced a write can never put the old version back for a whole TTL.
+
+It rides on the registry (``cache.cluster.registry``): its Redis client, namespace and health, whose
+``on_invalidate`` hears of every key dropped; a failure here marks the registry down like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from cache.s3.model import ObjectMeta
+
+log = logging.getLogger("s3cache.registry")  # the registry's log, as before the two were split
+
+ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
+_GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
+_ACK_TTL_MS = 10_000
+# KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
+_PUT_IF_UNCHANGED = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class SharedHost(Protocol):
+    """What the shared metadata needs of the registry it serves: its Redis client, namespace, worker id and
+    health, the hook told of every dropped key, and where to report Redis failing."""
+
+    @property
+    def redis(self) -> aioredis.Redis: ...
+    @property
+    def ns(self) -> str: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def healthy(self) -> bool: ...
+    @property
+    def on_invalidate(self) -> Callable[[str, str], None]: ...
+    def down(self, what: str, exc: BaseException) -> None: ...
+
+
+class SharedMetadata:
+    """get_meta/put_meta/invalidate of a registry, which delegates them here, and the invalidation subscriber."""
+
+    def __init__(self, registry: SharedHost) -> None:
+        self.registry = registry
+        self._put_if_unchanged = registry.redis.register_script(_PUT_IF_UNCHANGED)
+        self.pubsub: PubSub | None = None  # the subscriber's, while it listens
+        self.invalidations = 0  # published by this worker
+        self.unacknowledged = 0  # of those, how many some worker did not acknowledge in time
+        self.stopping = False  # set by the registry's stop(): the subscriber does not reconnect
+
+    def _meta_key(self, bucket: str, key: str) -> str:
+        return f"{self.registry.ns}:meta:{{{bucket}/{key}}}"
+
+    def _gen_key(self, bucket: str, key: str) -> str:
+        return f"{self.registry.ns}:gen:{{{bucket}/{key}}}"  # same hash tag as the metadata: one slot for the script
+
+    async def get_meta(self, bucket: str, key: str) -> tuple[ObjectMeta | None, str | None]:
+        """The shared metadata of a key, and its write generation (pass it to put_meta); (None, None) when
+        Redis is away."""
+        if not self.registry.healthy:
+            return None, None
+        try:
+            raw, generation = await self.registry.redis.mget(self._meta_key(bucket, key), self._gen_key(bucket, key))
+        except (RedisError, OSError) as exc:
+            self.registry.down("metadata read", exc)
+            return None, None
+        generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
+        if raw is None:
+            return None, generation
+        try:
+            meta = ObjectMeta.from_json(raw)
+        except (ValueError, TypeError, AttributeError):  # another version's record, or not ours: a miss
+            log.warning("unreadable shared metadata of %s/%s: asking the origin", bucket, key)
+            return None, generation
+        return meta, generation
+
+    async def put_meta(self, bucket: str, meta: ObjectMeta, ttl_s: float, generation: str | None) -> bool:
+        """Share metadata learned from the origin, unless a write raised the key's generation meanwhile."""
+        if not self.registry.healthy or ttl_s <= 0 or generation is None:
+            return False
+        try:
+            stored = await self._put_if_unchanged(
+                keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
+                args=[generation, meta.to_json(), max(1, int(ttl_s * 1000))])
+        except (RedisError, OSError) as exc:
+            self.registry.down("metadata write", exc)
+            return False
+        return bool(stored)
+
+    async def invalidate(self, bucket: str, *keys: str) -> None:
+        """A write went through this worker: every worker forgets the keys' metadata before this returns
+        (or ACK_TIMEOUT_S has passed: a worker that does not answer is logged, not waited for)."""
+        if not keys:
+            return
+        nonce = uuid.uuid4().hex
+        what = f"{bucket}/{keys[0]}" + (f" and {len(keys) - 1} more keys" if len(keys) > 1 else "")
+        try:
+            async with self.registry.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.incr(self._gen_key(bucket, key))
+                    pipe.pexpire(self._gen_key(bucket, key), _GEN_TTL_MS)
+                    pipe.delete(self._meta_key(bucket, key))
+                pipe.publish(f"{self.registry.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
+                subscribers = (await pipe.execute())[-1]
+            self.invalidations += 1
+            deadline = time.monotonic() + ACK_TIMEOUT_S
+            acked = 0
+            while acked < subscribers:
+                left = deadline - time.monotonic()
+                if left <= 0 or await self.registry.redis.blpop([f"{self.registry.ns}:ack:{nonce}"], timeout=left) is None:
+                    log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
+                                what, acked, subscribers, ACK_TIMEOUT_S)
+                    self.unacknowledged += 1
+                    break
+                acked += 1
+        except (RedisError, OSError) as exc:
+            self.registry.down("invalidation", exc)
+
+    async def subscribe(self) -> None:
+        while not self.stopping:
+            pubsub = self.pubsub = self.registry.redis.pubsub()
+            try:
+                await pubsub.subscribe(f"{self.registry.ns}:invalidate")
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    try:
+                        note = json.loads(message["data"])
+                        nonce, bucket, keys = note["n"], note["b"], note["k"]
+                    except (ValueError, KeyError, TypeError):  # not ours to read: drop everything to be safe
+                        log.warning("unreadable invalidation %r: dropping all cached metadata", message["data"][:200])
+                        self.registry.on_invalidate("", "")
+                        continue
+                    for key in keys:
+                        self.registry.on_invalidate(bucket, key)
+                    async with self.registry.redis.pipeline(transaction=False) as pipe:  # dropped: tell the writer
+                        pipe.rpush(f"{self.registry.ns}:ack:{nonce}", self.registry.worker_id)
+                        pipe.pexpire(f"{self.registry.ns}:ack:{nonce}", _ACK_TTL_MS)
+                        await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.stopping:
+                    return
+                self.registry.down("invalidation channel", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
