@@ -7,6 +7,7 @@ objects and bytes; the summary says how long it took and what failed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -85,3 +86,24 @@ def summary(target: str, report: LoadReport) -> str:
     if report.failed:
         line += f"; {len(report.failed)} failed:\n  " + "\n  ".join(report.failed[:20])
     return line
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    warm = commands.add_parser("load", help="warm a prefix into the cache (with a progress bar)",
+                               description="Read every object under s3://bucket/prefix through an endpoint so the "
+                               "cluster caches it; the bytes are discarded.")
+    warm.add_argument("target", metavar="s3://bucket/prefix")
+    warm.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
+                      help="a worker or the load balancer (default http://127.0.0.1:29998)")
+    warm.add_argument("--concurrency", type=int, default=8, help="objects read at once (default 8)")
+    warm.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = asyncio.run(load(args.endpoint, args.target, args.concurrency, not args.quiet))
+    except (ValueError, httpx.HTTPError) as error:
+        print(f"s3cache load: {error}", file=sys.stderr)
+        return 2
+    print(summary(args.target, report))
+    return 1 if report.failed else 0

@@ -11,17 +11,24 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import httpx
 import uvicorn
 
-from cache.blocks.store import BlockStore
 from conf.settings import ConfigError, Settings, load_settings
 from proxy.app import SETTINGS_ENV, build_app
-from proxy.cli import load, sidecar
-from proxy.cli.status import status
+from proxy.cli import check, load, sidecar, status
 from proxy.stack import listen_url
+
+
+class Command(Protocol):
+    """A subcommand other than serve: it adds its own arguments and runs on them, returning the exit code."""
+
+    def add_parser(self, commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None: ...
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+COMMANDS: dict[str, Command] = {"sidecar": sidecar, "load": load, "check": check, "status": status}
 
 # flag -> (section, field): the CLI layer of the settings, above file and environment.
 SERVE_FLAGS: dict[str, tuple[str, str]] = {
@@ -95,24 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--data-path", choices=["proxy", "redirect", "auto"],
                          help="reads of blocks held elsewhere: proxy them (default), redirect the client (307), "
                               "or auto (redirect only clients that follow 307)")
-    sidecar.add_parser(commands)
-    warm = commands.add_parser("load", help="warm a prefix into the cache (with a progress bar)",
-                               description="Read every object under s3://bucket/prefix through an endpoint so the "
-                               "cluster caches it; the bytes are discarded.")
-    warm.add_argument("target", metavar="s3://bucket/prefix")
-    warm.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
-                      help="a worker or the load balancer (default http://127.0.0.1:29998)")
-    warm.add_argument("--concurrency", type=int, default=8, help="objects read at once (default 8)")
-    warm.add_argument("--quiet", action="store_true", help="no progress bar")
-    check = commands.add_parser("check", help="verify a block cache directory: drop orphan, partial and corrupt "
-                                "files", description="Verify every block file of a (stopped) worker's cache "
-                                "directory against its checksums; drop orphans, partial writes and corrupt blocks.")
-    check.add_argument("--cache-dir", required=True, metavar="DIR", help="the worker's cache directory")
-    state = commands.add_parser("status", help="show a worker and its cluster: workers, cache use, hit ratio",
-                                description="Ask a worker for its view of itself and of the cluster it is in.")
-    state.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
-                       help="any worker of the cluster (default http://127.0.0.1:29998)")
-    state.add_argument("--json", action="store_true", help="print the raw report as JSON")
+    for command in COMMANDS.values():
+        command.add_parser(commands)
     return parser
 
 
@@ -189,54 +180,17 @@ class _Server(uvicorn.Server):
 _leaving: set[asyncio.Task[None]] = set()
 
 
-def check_cache(directory: Path) -> int:
-    if not directory.is_dir():
-        print(f"s3cache: {directory} is not a directory", file=sys.stderr)
-        return 2
-    store = BlockStore(directory, capacity_bytes=1 << 62)
-    store.load()
-    report = store.check()
-    print(f"{directory}: {report.kept} blocks good, dropped {report.dropped_corrupt} corrupt, "
-          f"{report.dropped_partial} partial, {report.dropped_orphan} orphan files")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "sidecar":
-        try:
-            return sidecar.run(args)
-        except ConfigError as error:
-            print(f"s3cache sidecar: {error}", file=sys.stderr)
-            return 2
-    if args.command == "load":
-        try:
-            report = asyncio.run(load.load(args.endpoint, args.target, args.concurrency, not args.quiet))
-        except (ValueError, httpx.HTTPError) as error:
-            print(f"s3cache load: {error}", file=sys.stderr)
-            return 2
-        print(load.summary(args.target, report))
-        return 1 if report.failed else 0
-    if args.command == "check":
-        return check_cache(Path(args.cache_dir))
-    if args.command == "status":
-        try:
-            print(status(args.endpoint, args.json))
-        except httpx.HTTPError as error:
-            print(f"s3cache: cannot read the status of {args.endpoint}: {error}", file=sys.stderr)
-            return 1
-        return 0
+    command = COMMANDS.get(args.command)
+    if command is not None:
+        return command.run(args)
     try:
         settings = settings_from_args(args, dict(os.environ))
+        serve(settings)
     except ConfigError as error:
         print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        try:
-            serve(settings)
-        except ConfigError as error:
-            print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
-            return 2
     return 0
 
 

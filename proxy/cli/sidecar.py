@@ -108,6 +108,14 @@ def job_environment(endpoint: str, token: str) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except ConfigError as error:
+        print(f"s3cache sidecar: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     command = args.job[1:] if args.job[:1] == ["--"] else args.job
     job_id = args.job_id or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     token = args.token or secrets.token_hex(16)

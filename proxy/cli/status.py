@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from typing import Any
 
 import httpx
@@ -51,3 +53,20 @@ def render(report: dict[str, Any]) -> str:
 def status(endpoint: str, as_json: bool) -> str:
     report = httpx.get(endpoint.rstrip("/") + "/_s3cache/status", timeout=5.0).raise_for_status().json()
     return json.dumps(report, indent=2) if as_json else render(report)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    state = commands.add_parser("status", help="show a worker and its cluster: workers, cache use, hit ratio",
+                                description="Ask a worker for its view of itself and of the cluster it is in.")
+    state.add_argument("--endpoint", default="http://127.0.0.1:29998", metavar="URL",
+                       help="any worker of the cluster (default http://127.0.0.1:29998)")
+    state.add_argument("--json", action="store_true", help="print the raw report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        print(status(args.endpoint, args.json))
+    except httpx.HTTPError as error:
+        print(f"s3cache: cannot read the status of {args.endpoint}: {error}", file=sys.stderr)
+        return 1
+    return 0
