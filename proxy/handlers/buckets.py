@@ -2,22 +2,71 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+from cache.s3.errors import S3Error, invalid_argument
+from cache.s3.names import check_bucket
 from proxy.body import read_xml_body
 from proxy.context import OWNER_ID, Context
 from proxy.http import Request, Response
 from proxy.xml import document, iso_time, parse, tag
+
+MAX_BUCKETS = 10000  # ListBuckets: the most one page holds, and the page size when max-buckets is not given
+# The one region where re-creating a bucket you own succeeds (200); everywhere else it is BucketAlreadyOwnedByYou.
+LEGACY_REGION = "us-east-1"
 
 
 def owner_xml() -> str:
     return f"<Owner>{tag('ID', OWNER_ID)}{tag('DisplayName', OWNER_ID)}</Owner>"
 
 
+def _max_buckets(request: Request) -> int:
+    raw = request.query.get("max-buckets")
+    if raw is None:
+        return MAX_BUCKETS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BUCKETS:
+        raise invalid_argument(f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+                               "max-buckets", raw)
+    return value
+
+
+def _bucket_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode("utf-8")).decode()
+
+
+def _bucket_untoken(token: str) -> str:
+    try:
+        return base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise invalid_argument("The continuation token provided is incorrect", "continuation-token", token) \
+            from None
+
+
 async def list_buckets(ctx: Context, request: Request) -> Response:
-    buckets = await ctx.store.list_buckets()
+    """ListBuckets, paged as S3 pages it since 2024: max-buckets, continuation-token (the last name of the
+    page before), prefix and bucket-region filter; ContinuationToken when more remain, Prefix echoed."""
+    max_buckets = _max_buckets(request)
+    token = request.query.get("continuation-token")
+    after = _bucket_untoken(token) if token else ""
+    prefix = request.query.get("prefix", "")
+    region = request.query.get("bucket-region")
+    buckets = [] if region is not None and region != ctx.region else \
+        [b for b in await ctx.store.list_buckets() if b.name.startswith(prefix) and b.name > after]
+    page = buckets[:max_buckets]
     entries = "".join(
         f"<Bucket>{tag('Name', b.name)}{tag('CreationDate', iso_time(b.created))}{tag('BucketRegion', ctx.region)}"
-        "</Bucket>" for b in buckets)
-    return Response.xml(document("ListAllMyBucketsResult", owner_xml(), f"<Buckets>{entries}</Buckets>"))
+        "</Bucket>" for b in page)
+    parts = [owner_xml(), f"<Buckets>{entries}</Buckets>"]
+    if len(buckets) > max_buckets:
+        parts.append(tag("ContinuationToken", _bucket_token(page[-1].name)))
+    if "prefix" in request.query:
+        parts.append(tag("Prefix", prefix))
+    return Response.xml(document("ListAllMyBucketsResult", *parts))
 
 
 async def head_bucket(ctx: Context, request: Request) -> Response:
@@ -26,10 +75,25 @@ async def head_bucket(ctx: Context, request: Request) -> Response:
 
 
 async def create_bucket(ctx: Context, request: Request) -> Response:
+    """The name is judged here, whatever store is behind (an origin must never be asked for an invalid one);
+    re-creating a bucket you own is 200 in us-east-1 and 409 BucketAlreadyOwnedByYou elsewhere, as S3 answers
+    in the region the worker reports, whatever the store behind would say."""
+    check_bucket(request.bucket)
     body = await read_xml_body(request)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # well-formed is all we need: there is one region
-    await ctx.store.create_bucket(request.bucket)
+    if ctx.region != LEGACY_REGION:
+        try:  # an origin in us-east-1 would answer 200: the region reported to clients decides
+            await ctx.store.head_bucket(request.bucket)
+        except S3Error:
+            pass
+        else:
+            raise S3Error("BucketAlreadyOwnedByYou", extra={"BucketName": request.bucket})
+    try:
+        await ctx.store.create_bucket(request.bucket)
+    except S3Error as error:
+        if error.code != "BucketAlreadyOwnedByYou" or ctx.region != LEGACY_REGION:
+            raise
     return Response(200, {"location": f"/{request.bucket}"})
 
 

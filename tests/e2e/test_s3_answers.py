@@ -1,0 +1,188 @@
+"""Answers S3 gives as today's SDKs speak it, through a real worker over both backends (issue "S3 as today's SDKs
+speak it"; the AWS S3 API reference is the contract): bucket names judged by the front, re-creating a bucket
+you own, paged ListBuckets, Unicode user metadata, tag order, keys S3 cannot parse, ListObjects v1's encoding.
+"""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from rig.origin import ORIGIN_ENV, MotoOrigin
+from rig.processes import Worker
+from tests.conftest import make_client
+
+AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=tester/20260101/us-east-1/s3/aws4_request, "
+                         "SignedHeaders=host, Signature=0"}
+NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[int, str, str]:
+    response = exc.value.response
+    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"], response["Error"]["Message"]
+
+
+def _error_body(response: httpx.Response) -> dict[str, str]:
+    """The elements of an S3 error document, by name (RequestId checked present, then left out)."""
+    assert response.headers["content-type"] == "application/xml", response.text
+    root = ET.fromstring(response.content)
+    assert root.tag == "Error", response.text
+    fields = {child.tag: child.text or "" for child in root}
+    assert fields.pop("RequestId") == response.headers["x-amz-request-id"]
+    return fields
+
+
+def _name(stem: str = "a") -> str:
+    return f"{stem}-{uuid.uuid4().hex[:12]}"
+
+
+def _origin_bucket_names(request: pytest.FixtureRequest, backend: str) -> set[str]:
+    """The buckets the origin behind an "s3" worker holds (empty for the directory backend)."""
+    if backend != "s3":
+        return set()
+    origin: MotoOrigin = request.getfixturevalue("moto_origin")
+    return {b["Name"] for b in make_client(origin.url).list_buckets()["Buckets"]}
+
+
+# ---- 1. bucket names are judged by the front, whatever is behind it ---------------------------------------
+
+BUCKET_NAME_RULE = ("Bucket names must be 3-63 characters of lower-case letters, digits, dots and hyphens, "
+                    "beginning and ending with a letter or digit")
+ADJACENT_RULE = "Bucket names must not contain two adjacent periods or a period next to a hyphen"
+IP_RULE = "Bucket names must not be formatted as an IP address"
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("foo_bar", BUCKET_NAME_RULE), ("Foo", BUCKET_NAME_RULE), ("-ab", BUCKET_NAME_RULE), ("ab-", BUCKET_NAME_RULE),
+    ("192.168.5.123", IP_RULE), ("a..b", ADJACENT_RULE), ("a.-b", ADJACENT_RULE), ("a-.b", ADJACENT_RULE),
+])
+def test_create_bucket_with_an_invalid_name_is_refused_by_the_front(  # type: ignore[no-untyped-def]
+        worker, backend: str, request: pytest.FixtureRequest, name: str, message: str) -> None:
+    response = httpx.put(f"{worker.url}/{name}", headers=AUTH)
+    assert response.status_code == 400, response.text
+    assert _error_body(response) == {"Code": "InvalidBucketName", "Message": message, "BucketName": name,
+                                     "Resource": f"/{name}"}
+    assert name not in _origin_bucket_names(request, backend)  # never passed on
+
+
+def test_create_bucket_with_an_invalid_name_via_boto3(s3) -> None:  # type: ignore[no-untyped-def]
+    s3.meta.events.unregister("before-parameter-build.s3", "botocore.handlers.validate_bucket_name")
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket="foo_bar")
+    assert _error(exc) == (400, "InvalidBucketName", BUCKET_NAME_RULE)
+
+
+# ---- 6. re-creating a bucket you own: 200 in us-east-1, 409 elsewhere -----------------------------------
+
+
+def test_create_existing_bucket_in_us_east_1_is_200(s3, worker, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    again = s3.create_bucket(Bucket=bucket)
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert again["Location"] == f"/{bucket}"
+    raw = httpx.put(f"{worker.url}/{bucket}", headers=AUTH)
+    assert raw.status_code == 200 and raw.content == b""
+    assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+@pytest.fixture(scope="module")
+def eu_worker(backend: str, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker reporting eu-west-1, over the same kind of store as the session worker (an origin left in
+    us-east-1, which itself answers 200 to a re-create: the region the worker reports must decide)."""
+    workdir = tmp_path_factory.mktemp(f"eu-worker-{backend}")
+    args = ["--data", str(workdir / "data"), "--region", "eu-west-1"]
+    env: dict[str, str] = {}
+    if backend == "s3":
+        origin: MotoOrigin = request.getfixturevalue("moto_origin")
+        args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "64M",
+                 "--block-size", "1M"]
+        env = dict(ORIGIN_ENV)
+    w = Worker(args, workdir, env=env, backend=backend).start()
+    yield w
+    w.stop()
+
+
+def test_create_existing_bucket_elsewhere_is_already_owned(eu_worker: Worker) -> None:
+    s3 = make_client(eu_worker.url)
+    name = _name("eu")
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    with pytest.raises(ClientError) as exc:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert _error(exc) == (409, "BucketAlreadyOwnedByYou",
+                           "Your previous request to create the named bucket succeeded and you already own it.")
+    raw = httpx.put(f"{eu_worker.url}/{name}", headers=AUTH)
+    assert raw.status_code == 409
+    assert _error_body(raw) == {
+        "Code": "BucketAlreadyOwnedByYou", "BucketName": name, "Resource": f"/{name}",
+        "Message": "Your previous request to create the named bucket succeeded and you already own it."}
+    assert s3.get_bucket_location(Bucket=name)["LocationConstraint"] == "eu-west-1"
+
+
+# ---- 7. ListBuckets pages: max-buckets, continuation-token, prefix, bucket-region --------------------------
+
+
+@pytest.fixture
+def five_buckets(s3) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
+    prefix = f"pg-{uuid.uuid4().hex[:8]}-"
+    names = [f"{prefix}{i}" for i in range(5)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    return prefix, names
+
+
+def test_list_buckets_pages_by_max_buckets(s3, five_buckets: tuple[str, list[str]]) -> None:  # type: ignore[no-untyped-def]
+    prefix, names = five_buckets
+    first = s3.list_buckets(MaxBuckets=2, Prefix=prefix)
+    assert [b["Name"] for b in first["Buckets"]] == names[:2]
+    assert first["Prefix"] == prefix and first["ContinuationToken"]
+    assert all(b["BucketRegion"] == "us-east-1" for b in first["Buckets"])
+    seen, token, pages = [b["Name"] for b in first["Buckets"]], first["ContinuationToken"], 1
+    while token:
+        page = s3.list_buckets(MaxBuckets=2, Prefix=prefix, ContinuationToken=token)
+        seen += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        pages += 1
+    assert seen == names and pages == 3
+    assert [b["Name"] for b in s3.list_buckets(MaxBuckets=5, Prefix=prefix)["Buckets"]] == names
+    assert "ContinuationToken" not in s3.list_buckets(MaxBuckets=5, Prefix=prefix)
+
+    paginated = s3.get_paginator("list_buckets").paginate(Prefix=prefix, PaginationConfig={"PageSize": 2})
+    assert [[b["Name"] for b in page["Buckets"]] for page in paginated] == [names[:2], names[2:4], names[4:]]
+
+
+def test_list_buckets_without_max_buckets_is_one_page(s3, five_buckets: tuple[str, list[str]]) -> None:  # type: ignore[no-untyped-def]
+    prefix, names = five_buckets
+    listed = s3.list_buckets()
+    assert "ContinuationToken" not in listed and "Prefix" not in listed
+    assert [b["Name"] for b in listed["Buckets"] if b["Name"].startswith(prefix)] == names
+    everything = [b["Name"] for b in listed["Buckets"]]
+    assert everything == sorted(everything)
+
+
+def test_list_buckets_bucket_region_filter(s3, five_buckets: tuple[str, list[str]]) -> None:  # type: ignore[no-untyped-def]
+    prefix, names = five_buckets
+    here = s3.list_buckets(Prefix=prefix, BucketRegion="us-east-1")
+    assert [b["Name"] for b in here["Buckets"]] == names
+    assert s3.list_buckets(Prefix=prefix, BucketRegion="eu-west-1")["Buckets"] == []
+
+
+@pytest.mark.parametrize("query", [{"max-buckets": "0"}, {"max-buckets": "10001"}, {"max-buckets": "two"}])
+def test_list_buckets_max_buckets_out_of_range(worker, query: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.get(f"{worker.url}/", params=query, headers=AUTH)
+    assert response.status_code == 400
+    assert _error_body(response) == {
+        "Code": "InvalidArgument", "Message": "Argument max-buckets must be an integer between 1 and 10000",
+        "ArgumentName": "max-buckets", "ArgumentValue": query["max-buckets"], "Resource": "/"}
+
+
+def test_list_buckets_bad_continuation_token(worker) -> None:  # type: ignore[no-untyped-def]
+    response = httpx.get(f"{worker.url}/", params={"continuation-token": "%%%"}, headers=AUTH)
+    assert response.status_code == 400
+    assert _error_body(response) == {
+        "Code": "InvalidArgument", "Message": "The continuation token provided is incorrect",
+        "ArgumentName": "continuation-token", "ArgumentValue": "%%%", "Resource": "/"}
