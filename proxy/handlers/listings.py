@@ -9,6 +9,7 @@ from urllib.parse import quote
 from cache.s3.errors import invalid_argument
 from cache.s3.listing import MAX_KEYS
 from cache.s3.model import ListPage
+from cache.s3.xml import NOT_XML_CHAR, xml_safe
 from proxy.context import Context
 from proxy.handlers.buckets import owner_xml
 from proxy.http import Request, Response
@@ -60,8 +61,9 @@ def _prefixes(page: ListPage, enc: _Encoder) -> str:
     return "".join(f"<CommonPrefixes>{tag('Prefix', enc(p))}</CommonPrefixes>" for p in page.common_prefixes)
 
 
-def _common(request: Request, enc: _Encoder, max_keys: int, page: ListPage) -> list[str]:
-    parts = [tag("Name", request.bucket), tag("Prefix", enc(request.query.get("prefix", "")))]
+def _common(request: Request, enc: _Encoder, max_keys: int, page: ListPage, encode_prefix: bool = True) -> list[str]:
+    prefix = request.query.get("prefix", "")
+    parts = [tag("Name", request.bucket), tag("Prefix", enc(prefix) if encode_prefix else _raw_prefix(prefix))]
     delimiter = request.query.get("delimiter", "")
     parts.append(tag("MaxKeys", max_keys))
     if delimiter:
@@ -71,12 +73,21 @@ def _common(request: Request, enc: _Encoder, max_keys: int, page: ListPage) -> l
     return parts
 
 
+def _raw_prefix(prefix: str) -> str:
+    """ListObjects (v1) Prefix, which S3 never URL-encodes (and SDKs never decode: botocore decodes Delimiter,
+    Marker, NextMarker, Key and CommonPrefixes there, not Prefix); only characters XML cannot carry at all
+    travel as %XX."""
+    return prefix if xml_safe(prefix) else NOT_XML_CHAR.sub(lambda m: quote(m.group(), safe=""), prefix)
+
+
 async def list_objects(ctx: Context, request: Request) -> Response:
+    """ListObjects (v1): with encoding-type=url, Key, Delimiter, Marker, NextMarker and CommonPrefixes/Prefix
+    are URL-encoded, once; the top-level Prefix is as sent."""
     enc = _Encoder(request)
     max_keys = _max_keys(request)
     marker = request.query.get("marker", "")
     page = await _page(ctx, request, marker, max_keys)
-    parts = _common(request, enc, max_keys, page)
+    parts = _common(request, enc, max_keys, page, encode_prefix=False)
     parts.insert(2, tag("Marker", enc(marker)))
     if page.is_truncated and page.next_marker is not None:
         parts.append(tag("NextMarker", enc(page.next_marker)))

@@ -186,3 +186,61 @@ def test_list_buckets_bad_continuation_token(worker) -> None:  # type: ignore[no
     assert _error_body(response) == {
         "Code": "InvalidArgument", "Message": "The continuation token provided is incorrect",
         "ArgumentName": "continuation-token", "ArgumentValue": "%%%", "Resource": "/"}
+
+
+# ---- 5. ListObjects (v1) with encoding-type=url: what S3 encodes, and only that, once ---------------------
+
+
+def _put_keys(s3, bucket: str, keys: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+
+
+def test_list_objects_v1_prefix_of_a_newline(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    _put_keys(s3, bucket, ["foo/bar", "foo/baz", "quux"])  # (moto cannot hold a key with a newline)
+    listed = s3.list_objects(Bucket=bucket, Prefix="\x0a")
+    assert listed["Prefix"] == "\n" and listed["EncodingType"] == "url"
+    assert "Contents" not in listed and "CommonPrefixes" not in listed
+    delimited = s3.list_objects(Bucket=bucket, Prefix="\n", Delimiter="\n")
+    assert (delimited["Prefix"], delimited["Delimiter"]) == ("\n", "\n")
+    v2 = s3.list_objects_v2(Bucket=bucket, Prefix="\n")
+    assert v2["Prefix"] == "\n" and v2["KeyCount"] == 0
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="\n")
+    assert versions["Prefix"] == "\n" and "Versions" not in versions
+
+
+def test_list_objects_v1_round_trips_every_element_through_boto3(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    keys = ["sp ace/a b", "sp ace/x&y<z>/1", "sp ace/x&y<z>/2", "sp ace/z%41"]
+    _put_keys(s3, bucket, keys)
+    first = s3.list_objects(Bucket=bucket, Prefix="sp ace/", Delimiter="/", Marker="sp ace/a b", MaxKeys=1)
+    assert (first["Prefix"], first["Delimiter"], first["Marker"]) == ("sp ace/", "/", "sp ace/a b")
+    assert [p["Prefix"] for p in first["CommonPrefixes"]] == ["sp ace/x&y<z>/"]
+    assert first["IsTruncated"] is True and first["NextMarker"] == "sp ace/x&y<z>/"
+    second = s3.list_objects(Bucket=bucket, Prefix="sp ace/", Delimiter="/", Marker=first["NextMarker"])
+    assert [o["Key"] for o in second["Contents"]] == ["sp ace/z%41"]
+    spaced = s3.list_objects(Bucket=bucket, Prefix="sp", Delimiter=" ")
+    assert spaced["Delimiter"] == " " and [p["Prefix"] for p in spaced["CommonPrefixes"]] == ["sp "]
+
+
+def test_list_objects_raw_encoding_per_version(s3, bucket: str, worker) -> None:  # type: ignore[no-untyped-def]
+    """v1 encodes Key, Delimiter, Marker, NextMarker, CommonPrefixes, never Prefix; v2 encodes Prefix too."""
+    _put_keys(s3, bucket, ["p q/a b", "p q/c d/e"])
+
+    def listing(query: dict[str, str]) -> ET.Element:
+        response = httpx.get(f"{worker.url}/{bucket}", params=query, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return ET.fromstring(response.content)
+
+    v1 = listing({"prefix": "p q/", "delimiter": "/", "marker": "p q/ ", "max-keys": "1", "encoding-type": "url"})
+    assert v1.findtext(f"{NS}Prefix") == "p q/"
+    assert v1.findtext(f"{NS}Marker") == "p%20q/%20"
+    assert v1.findtext(f"{NS}Delimiter") == "/"
+    assert [k.text for k in v1.iter(f"{NS}Key")] == ["p%20q/a%20b"]
+    assert v1.findtext(f"{NS}NextMarker") == "p%20q/a%20b"
+    v1_prefixes = listing({"prefix": "p q/", "delimiter": "/", "marker": "p q/a b", "encoding-type": "url"})
+    assert [p.text for p in v1_prefixes.iter(f"{NS}Prefix")] == ["p q/", "p%20q/c%20d/"]
+
+    v2 = listing({"list-type": "2", "prefix": "p q/", "delimiter": "/", "start-after": "p q/ ", "encoding-type": "url"})
+    assert v2.findtext(f"{NS}Prefix") == "p%20q/"
+    assert v2.findtext(f"{NS}StartAfter") == "p%20q/%20"
+    assert [p.text for p in v2.iter(f"{NS}Prefix")] == ["p%20q/", "p%20q/c%20d/"]
