@@ -45,7 +45,7 @@ def check_tags(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
         tags[key] = value
     if len(tags) > MAX_TAGS:
         raise S3Error("InvalidTag", f"Object tags cannot be greater than {MAX_TAGS}")
-    return tags
+    return dict(sorted(tags.items()))  # S3 answers a TagSet sorted by key, whatever order it was given in
 
 
 def tags_from_header(request: Request) -> dict[str, str]:

@@ -244,3 +244,30 @@ def test_list_objects_raw_encoding_per_version(s3, bucket: str, worker) -> None:
     assert v2.findtext(f"{NS}Prefix") == "p%20q/"
     assert v2.findtext(f"{NS}StartAfter") == "p%20q/%20"
     assert [p.text for p in v2.iter(f"{NS}Prefix")] == ["p%20q/", "p%20q/c%20d/"]
+
+
+# ---- 3. a TagSet comes back sorted by key ---------------------------------------------------------------
+
+
+def test_tagging_header_comes_back_sorted_by_key(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"x", Tagging="zeta=1&alpha=2&Mid=3&beta=")
+    assert s3.get_object_tagging(Bucket=bucket, Key="tagged")["TagSet"] == [
+        {"Key": "Mid", "Value": "3"}, {"Key": "alpha", "Value": "2"}, {"Key": "beta", "Value": ""},
+        {"Key": "zeta", "Value": "1"}]
+    assert s3.head_object(Bucket=bucket, Key="tagged")["ResponseMetadata"]["HTTPHeaders"]["x-amz-tagging-count"] == "4"
+
+
+def test_put_object_tagging_comes_back_sorted_by_key(s3, bucket: str, worker) -> None:  # type: ignore[no-untyped-def]
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"x")
+    s3.put_object_tagging(Bucket=bucket, Key="tagged", Tagging={"TagSet": [
+        {"Key": "k3", "Value": "c"}, {"Key": "k1", "Value": "a"}, {"Key": "k2", "Value": "b"}]})
+    raw = httpx.get(f"{worker.url}/{bucket}/tagged", params={"tagging": ""}, headers=AUTH)
+    assert raw.status_code == 200
+    assert raw.content == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>'
+        b"<Tag><Key>k1</Key><Value>a</Value></Tag><Tag><Key>k2</Key><Value>b</Value></Tag>"
+        b"<Tag><Key>k3</Key><Value>c</Value></Tag></TagSet></Tagging>")
+    copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "tagged"},
+                            TaggingDirective="REPLACE", Tagging="b=2&a=1")
+    assert copied["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key="copy")["TagSet"]] == ["a", "b"]
