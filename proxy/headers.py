@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
@@ -20,6 +22,7 @@ from proxy.http import Request
 from proxy.xml import http_time
 
 _META_PREFIX = "x-amz-meta-"
+_NOT_HEADER_TEXT = re.compile("[^\t\x20-\x7e\x80-\xff]")  # what a header value's ISO-8859-1 text cannot hold
 COPY_SOURCE = "x-amz-copy-source"
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -65,7 +68,7 @@ def new_object(request: Request) -> NewObject:
             del headers["content-encoding"]
     user = {name[len(_META_PREFIX):]: value for name, value in request.headers.items()
             if name.startswith(_META_PREFIX)}
-    size = sum(len(k.encode("latin-1")) + len(v.encode("latin-1")) for k, v in user.items())
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in user.items())  # S3 counts UTF-8 bytes
     if size > MAX_USER_METADATA_BYTES:
         raise S3Error("MetadataTooLarge", extra={"Size": str(size), "MaxSizeAllowed": str(MAX_USER_METADATA_BYTES)})
     return NewObject(headers=headers, user_metadata=user, tags=tags_from_header(request))
@@ -109,6 +112,16 @@ def copy_source(request: Request) -> tuple[str, str]:
     return bucket, key  # the store judges the key, as it does every key
 
 
+def metadata_header_value(value: str) -> str:
+    """A user-metadata value as a response header carries it: as it is when every character is one a header's
+    ISO-8859-1 bytes can carry (what clients decode header bytes as: ``é`` stored from a UTF-8 ``C3 A9``
+    reads back as ``é``), else (beyond U+00FF, or a control character) RFC 2047-encoded UTF-8
+    (``=?UTF-8?B?...?=``), as S3 returns such values."""
+    if not _NOT_HEADER_TEXT.search(value):
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode() + "?="
+
+
 def object_headers(meta: ObjectMeta) -> dict[str, str]:
     headers = {
         "etag": f'"{meta.etag}"',
@@ -118,7 +131,7 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
     }
     headers.update(meta.headers)
     for name, value in meta.user_metadata.items():
-        headers[_META_PREFIX + name] = value
+        headers[_META_PREFIX + name] = metadata_header_value(value)
     if meta.tag_count:
         headers["x-amz-tagging-count"] = str(meta.tag_count)
     return headers

@@ -8,6 +8,7 @@ scope itself: one small object per request, nothing parsed that no handler asks 
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,21 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_SINGLE_PUT_BYTES = 5 << 30
+META_PREFIX = "x-amz-meta-"
+# C1 control characters (U+0080..U+009F): S3 answers a key holding one 400 InvalidURI, as it does bad UTF-8.
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
 # Request ids: a random per-process prefix and a counter (os.urandom per request costs a syscall).
 _ID_PREFIX = secrets.token_hex(4).upper()
 _ids = itertools.count(1)
+
+
+def user_metadata_value(raw: bytes) -> str:
+    """An ``x-amz-meta-*`` value as the text its sender meant: UTF-8, which SDKs send (botocore sends a str
+    value's UTF-8 bytes), else each byte as the ISO-8859-1 character HTTP says it is."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 class Request:
@@ -40,6 +53,8 @@ class Request:
             path = unquote_to_bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from None
+        if _C1_CONTROLS.search(path):  # valid UTF-8 that S3 cannot parse either: refused before any lookup
+            raise S3Error("InvalidURI", "Couldn't parse the specified URI.")
         path = path[1:] if path.startswith("/") else path
         bucket, _, key = path.partition("/")
         if not bucket and key:  # "//bucket/key": an empty bucket name, never the service level
@@ -52,6 +67,8 @@ class Request:
         for name, value in scope["headers"]:
             k = name.decode("latin-1")  # ASGI servers hand header names in lower case
             v = value.decode("latin-1")
+            if k.startswith(META_PREFIX) and not v.isascii():
+                v = user_metadata_value(value)
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
         self.headers = headers
         self.receive = receive

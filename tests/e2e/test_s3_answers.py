@@ -8,6 +8,8 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from email.header import decode_header
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -271,3 +273,80 @@ def test_put_object_tagging_comes_back_sorted_by_key(s3, bucket: str, worker) ->
                             TaggingDirective="REPLACE", Tagging="b=2&a=1")
     assert copied["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert [t["Key"] for t in s3.get_object_tagging(Bucket=bucket, Key="copy")["TagSet"]] == ["a", "b"]
+
+
+# ---- 2. Unicode user metadata comes back as it was sent ----------------------------------------------------
+
+
+def _unicode_metadata_client(url: str, value: str):  # type: ignore[no-untyped-def]
+    """boto3 refuses non-ASCII Metadata before sending (validate_ascii_metadata); a header set on the request
+    itself goes out as botocore sends any str header: its UTF-8 bytes (ceph/s3-tests sends it this way)."""
+    client = make_client(url)
+
+    def set_header(params, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        params["headers"]["x-amz-meta-k"] = value
+
+    client.meta.events.register("before-call.s3.PutObject", set_header)
+    return client
+
+
+@pytest.mark.parametrize("value", ["Hello World\xe9", "Grüße, ½ café"])
+def test_utf8_metadata_comes_back_identical_through_boto3(s3, worker, bucket: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    writer = _unicode_metadata_client(worker.url, value)
+    assert writer.put_object(Bucket=bucket, Key="meta", Body=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.head_object(Bucket=bucket, Key="meta")["Metadata"] == {"k": value}
+    got = s3.get_object(Bucket=bucket, Key="meta")
+    assert got["Metadata"] == {"k": value} and got["Body"].read() == b"x"
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "meta"})
+    assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == {"k": value}
+
+
+def test_metadata_beyond_latin1_comes_back_rfc2047_encoded(worker, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    value = "日本語 ✓ Hello Worldé"
+    put = httpx.put(f"{worker.url}/{bucket}/wide", content=b"x",
+                    headers={**AUTH, "x-amz-meta-k": value.encode("utf-8"), "x-amz-meta-plain": b"ascii"})
+    assert put.status_code == 200, put.text
+    for method in ("HEAD", "GET"):
+        response = httpx.request(method, f"{worker.url}/{bucket}/wide", headers=AUTH)
+        assert response.status_code == 200
+        raw = dict(response.headers.raw)[b"x-amz-meta-k"]
+        assert raw.startswith(b"=?UTF-8?B?") and raw.isascii()
+        [(decoded, charset)] = decode_header(raw.decode())
+        assert isinstance(decoded, bytes) and decoded.decode(charset or "ascii") == value
+        assert response.headers["x-amz-meta-plain"] == "ascii"
+
+
+def test_metadata_size_counts_utf8_bytes(worker, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    value = "é" * 1024  # 2048 bytes of UTF-8, with the name more than S3's 2 KB
+    response = httpx.put(f"{worker.url}/{bucket}/big", content=b"x",
+                         headers={**AUTH, "x-amz-meta-k": value.encode("utf-8")})
+    assert response.status_code == 400
+    assert _error_body(response) == {"Code": "MetadataTooLarge", "Resource": f"/{bucket}/big", "Size": "2049",
+                                     "MaxSizeAllowed": "2048",
+                                     "Message": "Your metadata headers exceed the maximum allowed metadata size"}
+
+
+# ---- 4. keys S3 cannot parse: C1 control characters ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["\xae\x8a-", "a\x80b", "x/\x9f"])
+def test_key_with_c1_controls_is_invalid_uri(s3, worker, bucket: str, key: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key=key)
+    assert _error(exc) == (400, "InvalidURI", "Couldn't parse the specified URI.")
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    assert _error(exc) == (400, "InvalidURI", "Couldn't parse the specified URI.")
+    raw = httpx.put(f"{worker.url}/{bucket}/{quote(key)}", content=b"x", headers=AUTH)
+    assert raw.status_code == 400
+    assert _error_body(raw) == {"Code": "InvalidURI", "Message": "Couldn't parse the specified URI.",
+                                "Resource": f"/{bucket}/{key}"}
+    head = httpx.head(f"{worker.url}/{bucket}/{quote(key)}", headers=AUTH)
+    assert head.status_code == 400 and head.content == b""
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_keys_beside_c1_controls_still_work(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    for key in ("\xae-registered", "\xa0nbsp", "\x7fdel"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"x"

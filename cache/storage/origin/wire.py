@@ -6,8 +6,11 @@ What the front end needs too (XML parsing and escaping, the Tagging document, HT
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from email.header import decode_header
 from urllib.parse import urlencode
 from xml.etree.ElementTree import Element
 
@@ -41,7 +44,8 @@ def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
         etag=headers.get("etag", "").strip('"'),
         last_modified=http_epoch(headers.get("last-modified")),
         headers={name: headers[name] for name in STORED_HEADERS if name in headers},
-        user_metadata={name[11:]: value for name, value in headers.items() if name.startswith("x-amz-meta-")},
+        user_metadata={name[11:]: metadata_from_header(value) for name, value in headers.items()
+                       if name.startswith("x-amz-meta-")},
         tag_count=int(headers.get("x-amz-tagging-count", "0")),
         checksums={name[15:]: value for name, value in headers.items()
                    if name.startswith("x-amz-checksum-") and name[15:] not in _NOT_CHECKSUMS},
@@ -53,9 +57,35 @@ def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
 _NOT_CHECKSUMS = frozenset({"type", "algorithm"})
 
 
+# One or more RFC 2047 encoded words, all the value holds: how S3 (and s3cache toward it) sends user metadata that
+# is not printable ASCII.
+_ENCODED_WORDS = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=(?:\s+=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)*")
+_NOT_PRINTABLE_ASCII = re.compile("[^\t\x20-\x7e]")
+
+
+def metadata_to_header(value: str) -> str:
+    """A user-metadata value for a request to the origin: as it is when printable ASCII, else its UTF-8 as an RFC
+    2047 encoded word, so it is signed, sent and stored the same by any origin (S3 decodes it on writing)."""
+    if not _NOT_PRINTABLE_ASCII.search(value):
+        return value
+    return "=?UTF-8?B?" + base64.b64encode(value.encode("utf-8")).decode() + "?="
+
+
+def metadata_from_header(value: str) -> str:
+    """A user-metadata value of the origin's answer as text: RFC 2047 encoded words decoded (S3 answers
+    non-ASCII values so), anything else as it comes."""
+    if not _ENCODED_WORDS.fullmatch(value):
+        return value
+    try:
+        return "".join(part.decode(charset or "ascii") if isinstance(part, bytes) else part
+                       for part, charset in decode_header(value))
+    except (LookupError, UnicodeDecodeError, ValueError):  # an unknown charset, bad bytes or bad base64
+        return value
+
+
 def object_write_headers(new: NewObject) -> dict[str, str]:
     headers = dict(new.headers)
-    headers.update({f"x-amz-meta-{name}": value for name, value in new.user_metadata.items()})
+    headers.update({f"x-amz-meta-{name}": metadata_to_header(value) for name, value in new.user_metadata.items()})
     if new.tags:
         headers["x-amz-tagging"] = urlencode(new.tags)
     return headers
