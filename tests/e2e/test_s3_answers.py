@@ -9,6 +9,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from email.header import decode_header
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -91,20 +92,24 @@ def test_create_existing_bucket_in_us_east_1_is_200(s3, worker, bucket: str) -> 
     assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-@pytest.fixture(scope="module")
-def eu_worker(backend: str, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """A worker reporting eu-west-1, over the same kind of store as the session worker (an origin left in
-    us-east-1, which itself answers 200 to a re-create: the region the worker reports must decide)."""
-    workdir = tmp_path_factory.mktemp(f"eu-worker-{backend}")
-    args = ["--data", str(workdir / "data"), "--region", "eu-west-1"]
+def _side_worker(backend: str, request: pytest.FixtureRequest, workdir: Path, *extra: str) -> Worker:
+    """A worker of its own over the same kind of store as the session worker (the session's moto for "s3")."""
+    args = ["--data", str(workdir / "data"), *extra]
     env: dict[str, str] = {}
     if backend == "s3":
         origin: MotoOrigin = request.getfixturevalue("moto_origin")
         args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "64M",
                  "--block-size", "1M"]
         env = dict(ORIGIN_ENV)
-    w = Worker(args, workdir, env=env, backend=backend).start()
+    return Worker(args, workdir, env=env, backend=backend).start()
+
+
+@pytest.fixture(scope="module")
+def eu_worker(backend: str, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker reporting eu-west-1 (an origin behind it left in us-east-1, which itself answers 200 to a
+    re-create: the region the worker reports must decide)."""
+    w = _side_worker(backend, request, tmp_path_factory.mktemp(f"eu-worker-{backend}"), "--region", "eu-west-1")
     yield w
     w.stop()
 
@@ -299,6 +304,29 @@ def test_utf8_metadata_comes_back_identical_through_boto3(s3, worker, bucket: st
     assert got["Metadata"] == {"k": value} and got["Body"].read() == b"x"
     s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "meta"})
     assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == {"k": value}
+
+
+@pytest.fixture(scope="module")
+def sigv4_worker(backend: str, request: pytest.FixtureRequest,  # type: ignore[no-untyped-def]
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker that verifies SigV4 signatures (the tester's secret is "secret", as make_client signs)."""
+    workdir = tmp_path_factory.mktemp(f"sigv4-worker-{backend}")
+    config = workdir / "s3cache.toml"
+    config.write_text('[auth]\nmode = "sigv4"\n\n[auth.users]\ntester = "secret"\n')
+    w = _side_worker(backend, request, workdir, "--config", str(config))
+    yield w
+    w.stop()
+
+
+def test_utf8_metadata_is_verified_as_signed(sigv4_worker: Worker) -> None:
+    """The signature covers the value's UTF-8 bytes: the worker must read them as the client signed them."""
+    s3 = make_client(sigv4_worker.url)
+    bucket = _name("sig")
+    s3.create_bucket(Bucket=bucket)
+    writer = _unicode_metadata_client(sigv4_worker.url, "Hello World\xe9 日本")
+    assert writer.put_object(Bucket=bucket, Key="meta", Body=b"x")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    [(decoded, charset)] = decode_header(s3.head_object(Bucket=bucket, Key="meta")["Metadata"]["k"])
+    assert isinstance(decoded, bytes) and decoded.decode(charset or "ascii") == "Hello World\xe9 日本"
 
 
 def test_metadata_beyond_latin1_comes_back_rfc2047_encoded(worker, bucket: str) -> None:  # type: ignore[no-untyped-def]
