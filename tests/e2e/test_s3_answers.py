@@ -292,6 +292,7 @@ def _unicode_metadata_client(url: str, value: str):  # type: ignore[no-untyped-d
         params["headers"]["x-amz-meta-k"] = value
 
     client.meta.events.register("before-call.s3.PutObject", set_header)
+    client.meta.events.register("before-call.s3.CreateMultipartUpload", set_header)
     return client
 
 
@@ -304,6 +305,15 @@ def test_utf8_metadata_comes_back_identical_through_boto3(s3, worker, bucket: st
     assert got["Metadata"] == {"k": value} and got["Body"].read() == b"x"
     s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "meta"})
     assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == {"k": value}
+
+
+def test_utf8_metadata_of_a_multipart_upload(s3, worker, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    writer = _unicode_metadata_client(worker.url, "Hello World\xe9")
+    upload = writer.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=1, Body=b"x")
+    s3.complete_multipart_upload(Bucket=bucket, Key="parts", UploadId=upload,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert s3.head_object(Bucket=bucket, Key="parts")["Metadata"] == {"k": "Hello World\xe9"}
 
 
 @pytest.fixture(scope="module")
