@@ -17,7 +17,6 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from cache.cluster.peers import PEER_PATH
 from cache.s3.errors import S3Error
 from conf.settings import Settings
 from proxy.auth import authenticate
@@ -26,6 +25,7 @@ from proxy.errors import error_response, internal_error
 from proxy.http import Receive, Request, Response, Scope, Send, send_response
 from proxy.metrics import Metrics
 from proxy.operations import resolve
+from proxy.peer import PATHS as PEER_PATHS
 from proxy.peer import serve_peer
 from proxy.policy import authorize
 from proxy.redirect import check_token, redirect, take_token
@@ -95,7 +95,7 @@ class S3App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] == PEER_PATH:
+            if scope["path"] in PEER_PATHS:
                 await serve_peer(self.ctx, scope, receive, send)
             elif scope["path"].startswith(ADMIN_PREFIX):
                 await self.admin(scope, receive, send)  # type: ignore[arg-type]

@@ -47,6 +47,15 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
+def range_start(header: str | None) -> int | None:
+    """Where a read will start, known before the object's size: the first byte of ``bytes=N-...``, 0 for another
+    range (a suffix), None without a Range header (the whole object; an unreadable header is ignored too)."""
+    match = _RANGE_RE.match(header) if header is not None else None
+    if match is None or match.groups() == ("", ""):
+        return None
+    return int(match.group(1)) if match.group(1) else 0
+
+
 def _unsatisfiable(size: int) -> S3Error:
     return S3Error("InvalidRange", extra={"ActualObjectSize": str(size)},
                    headers={"content-range": f"bytes */{size}"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from cache.blocks.metadata import CachedStore
 from cache.blocks.reader import BlockReader
 from cache.blocks.store import BlockStore
 from cache.cluster.registry import Registry
@@ -25,6 +26,7 @@ class Stack:
     namespace: Namespace | None = None
     blocks: BlockStore | None = None
     reader: BlockReader | None = None
+    cached: CachedStore | None = None  # the block cache in front of the origin, by origin names (peers use it)
     registry: Registry | None = None
     cluster: Cluster | None = None
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -1,7 +1,10 @@
-"""The peer endpoint: another worker asks for bytes of a block this worker holds or owns.
+"""The peer endpoint: another worker asks for bytes of a block this worker holds or owns, or to open an object cold.
 
 ``GET /_s3cache/peer/block?b=&k=&e=&s=&i=&lo=&hi=`` with the cluster secret; served from this worker's
 cache or filled here from the origin, never forwarded again (no loops). lo == hi is a prefetch hint.
+``GET /_s3cache/peer/meta?b=&k=&i=&w=``: this worker owns block i of an object the asking worker does not know
+yet (w=1: the client reads it whole); it opens the object here (one origin request, for block i, which then
+fills here) and answers the metadata as JSON (``ObjectMeta.to_json``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import hmac
 import logging
 from urllib.parse import parse_qsl
 
-from cache.cluster.peers import SECRET_HEADER
+from cache.cluster.peers import META_PATH, PEER_PATH, SECRET_HEADER
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
 from proxy.context import Context
@@ -19,41 +22,62 @@ from proxy.http import Receive, Response, Scope, Send, send_response
 
 log = logging.getLogger("s3cache.peer")
 _CHUNK_BYTES = 1 << 20
+PATHS = frozenset({PEER_PATH, META_PATH})
 
 
-def _request_args(ctx: Context, scope: Scope) -> tuple[str, ObjectMeta, int, int, int]:
+def _query(ctx: Context, scope: Scope) -> dict[str, str]:
+    """The request's query, once the cluster secret and the block size are found to agree."""
     secret = ctx.settings.cluster.secret
     offered = dict(scope["headers"]).get(SECRET_HEADER.encode(), b"").decode("latin-1")
     if not secret or not hmac.compare_digest(offered, secret):
         raise S3Error("AccessDenied", "Peer requests must carry the cluster secret")
     q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    block_size = q.get("bs", "0")
+    if not block_size.isdigit():
+        raise S3Error("InvalidRequest", "Malformed peer request")
+    if int(block_size) and int(block_size) != ctx.settings.cache.block_size_bytes:
+        raise S3Error("InvalidRequest", f"Block size mismatch: the peer cuts {block_size}-byte blocks, this worker "
+                      f"{ctx.settings.cache.block_size_bytes}")
+    return q
+
+
+async def _block(ctx: Context, q: dict[str, str]) -> Response:
+    reader = ctx.stack.reader if ctx.stack is not None else None
+    if reader is None or reader.cluster is None:
+        raise S3Error("InvalidRequest", "This worker is not part of a cluster")
     try:
         # A block is named by the object version's key, ETag and size: all a peer needs of the metadata.
         meta = ObjectMeta(key=q["k"], size=int(q["s"]), etag=q["e"], last_modified=0.0)
-        index, lo, hi = int(q["i"]), int(q["lo"]), int(q["hi"])
-        bucket = q["b"]
-        block_size = int(q.get("bs", "0"))
+        bucket, index, lo, hi = q["b"], int(q["i"]), int(q["lo"]), int(q["hi"])
     except (KeyError, ValueError):
         raise S3Error("InvalidRequest", "Malformed peer block request") from None
-    if block_size and block_size != ctx.settings.cache.block_size_bytes:
-        raise S3Error("InvalidRequest", f"Block size mismatch: the peer cuts {block_size}-byte blocks, this worker "
-                      f"{ctx.settings.cache.block_size_bytes}")
-    return bucket, meta, index, lo, hi
+    if lo == hi:
+        reader.warm(bucket, meta, index)
+        return Response(200, {"content-length": "0"})
+    stream = reader.local_block(bucket, meta, index, lo, hi, _CHUNK_BYTES)
+    return Response(200, {"content-length": str(hi - lo)}, stream, hi - lo)
+
+
+async def _meta(ctx: Context, q: dict[str, str]) -> Response:
+    cached = ctx.stack.cached if ctx.stack is not None else None
+    if cached is None:
+        raise S3Error("InvalidRequest", "This worker caches no origin")
+    try:
+        bucket, key, index, whole = q["b"], q["k"], int(q["i"]), q.get("w") == "1"
+    except (KeyError, ValueError):
+        raise S3Error("InvalidRequest", "Malformed peer meta request") from None
+    body = (await cached.open_here(bucket, key, index, whole)).to_json().encode()
+    return Response(200, {"content-type": "application/json", "content-length": str(len(body))}, body, len(body))
+
+
+HANDLERS = {PEER_PATH: _block, META_PATH: _meta}
 
 
 async def serve_peer(ctx: Context, scope: Scope, receive: Receive, send: Send) -> None:
-    reader = ctx.stack.reader if ctx.stack is not None else None
     try:
-        if reader is None or reader.cluster is None:
-            raise S3Error("InvalidRequest", "This worker is not part of a cluster")
-        bucket, meta, index, lo, hi = _request_args(ctx, scope)
-        if lo == hi:
-            reader.warm(bucket, meta, index)
-            response = Response(200, {"content-length": "0"})
-        else:
-            stream = reader.local_block(bucket, meta, index, lo, hi, _CHUNK_BYTES)
-            response = Response(200, {"content-length": str(hi - lo)}, stream, hi - lo)
+        response = await HANDLERS[scope["path"]](ctx, _query(ctx, scope))
     except S3Error as error:
-        log.warning("peer request refused: %s", error)
+        if error.code not in ("NoSuchKey", "NoSuchBucket"):
+            log.warning("peer request refused: %s", error)
         response = error_response(error, scope["path"], "peer", head=False)
     await send_response(send, response, "peer", head_only=False)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from cache.blocks.reader import block_id
+from cache.cluster.placement import placement_id
 from cache.s3.errors import S3Error
 from proxy.conditions import parse_range
 from proxy.context import Context
@@ -107,10 +108,12 @@ async def redirect(ctx: Context, request: Request, operation: Operation, landed_
     meta = await mount.store.head_object(mount.target, mount.key(request.key))
     span = parse_range(request.headers.get("range"), meta.size) if meta.size else None
     block_size = ctx.settings.cache.block_size_bytes
-    bid = block_id(mount.target, meta.key, meta.etag, (span[0] if span else 0) // block_size, block_size)
+    index = (span[0] if span else 0) // block_size
+    bid = block_id(mount.target, meta.key, meta.etag, index, block_size)
     if bid in stack.blocks:
         return None
-    route = await stack.cluster.route(bid)  # empty: this worker holds or fills it, so it serves the read
+    # An empty route: this worker holds or fills the block, so it serves the read itself.
+    route = await stack.cluster.route(bid, placement_id(mount.target, meta.key, index))
     if not route:
         return None
     target = stack.cluster.url_of(route[0])

@@ -121,7 +121,7 @@ def build_stack(settings: Settings) -> Stack:
     front: UnderStore | None = cached or origin
     mounts = [_mount(settings, i, front, caching, settings.storage.fsync) for i in range(len(settings.mounts))]
     namespace = Namespace(mounts, front or directory, default_cached=caching)
-    stack = Stack(namespace, namespace, blocks, reader, registry, cluster)
+    stack = Stack(namespace, namespace, blocks, reader, cached, registry, cluster)
     if registry is not None and cluster is not None and peers is not None:
         blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
         if cached is not None:

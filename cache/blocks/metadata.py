@@ -30,7 +30,7 @@ from cache.s3.model import (
     UploadInfo,
     WriteConditions,
 )
-from cache.storage.base import Body, OpenObject, UnderStore
+from cache.storage.base import Body, OpenObject, Origin, UnderStore
 
 _META_ENTRIES = 100_000
 _LIST_ENTRIES = 1_000
@@ -67,7 +67,7 @@ class CachedObject:
 
 
 class CachedStore:
-    def __init__(self, origin: UnderStore, reader: BlockReader, metadata_ttl_s: float, list_ttl_s: float = 0.0,
+    def __init__(self, origin: Origin, reader: BlockReader, metadata_ttl_s: float, list_ttl_s: float = 0.0,
                  registry: Registry | None = None):
         self.origin = origin
         self.registry = registry  # in a cluster: metadata shared through Redis, invalidations published
@@ -76,13 +76,14 @@ class CachedStore:
         self.list_ttl_s = list_ttl_s
         self._meta: Bounded[tuple[str, str], tuple[float, ObjectMeta]] = Bounded(_META_ENTRIES)
         self._lists: Bounded[tuple[str, str, str, str, int], tuple[float, ListPage]] = Bounded(_LIST_ENTRIES)
-        self._heads: dict[tuple[str, str], asyncio.Future[ObjectMeta]] = {}
+        self._learning: dict[tuple[str, str, bool], asyncio.Future[ObjectMeta]] = {}  # (bucket, key, by a HEAD)
         self._generation = 0
 
     def forget(self, bucket: str, key: str) -> None:
         """Drop what this worker knows of a key ("" bucket: of everything)."""
         self._generation += 1  # a HEAD in flight now may describe the old version: it will not be kept
-        self._heads.pop((bucket, key), None)
+        self._learning.pop((bucket, key, True), None)
+        self._learning.pop((bucket, key, False), None)
         if not bucket:
             self._meta.clear()
             self._lists.clear()
@@ -103,29 +104,85 @@ class CachedStore:
 
     # ---- reads ---------------------------------------------------------------------------------
 
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    def _remembered(self, bucket: str, key: str) -> ObjectMeta | None:
         hit = self._meta.get((bucket, key))
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        pending = self._heads.get((bucket, key))
-        if pending is None:  # single-flight: concurrent readers of a cold object share one HEAD
-            pending = self._heads[(bucket, key)] = asyncio.ensure_future(self._learn(bucket, key))
-            pending.add_done_callback(lambda _: self._heads.pop((bucket, key), None))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta:
+        known = self._remembered(bucket, key)
+        if known is not None and (known.checksums_known or not checksums):
+            return known
+        meta = await self._single_flight(bucket, key, None)
+        if known is not None and meta.etag != known.etag:
+            return known  # the origin moved on behind s3cache's back: the version known is served until its TTL
+        return meta
+
+    async def open_object(self, bucket: str, key: str, first_byte: int | None = None) -> OpenObject:
+        """A cold open is one origin request: the block the client reads first, whose answer brings the metadata;
+        the block goes on to fill the cache while the client reads it."""
+        meta = self._remembered(bucket, key)
+        if meta is None:
+            heading = self._learning.get((bucket, key, True))  # a HEAD already on its way answers this too
+            index = max(0, first_byte or 0) // self.reader.block_size
+            meta = await asyncio.shield(heading) if heading is not None else \
+                await self._single_flight(bucket, key, index, whole=first_byte is None)
+        return CachedObject(self, bucket, meta)
+
+    async def open_here(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
+        """A peer's cold open (this worker owns block index): open it here, never asking another worker."""
+        return self._remembered(bucket, key) or \
+            await self._single_flight(bucket, key, index, whole=whole, routed=False)
+
+    async def _single_flight(
+        self, bucket: str, key: str, index: int | None, whole: bool = False, routed: bool = True,
+    ) -> ObjectMeta:
+        """Concurrent readers of a cold object share one origin request: a HEAD (index None) or a GET of block
+        index (whole: of the object, which the client reads whole)."""
+        ident = (bucket, key, index is None)
+        pending = self._learning.get(ident)
+        if pending is None:
+            pending = self._learning[ident] = asyncio.ensure_future(self._learn(bucket, key, index, whole, routed))
+            pending.add_done_callback(lambda _: self._learning.pop(ident, None))
         return await asyncio.shield(pending)
 
-    async def _learn(self, bucket: str, key: str) -> ObjectMeta:
+    async def _learn(self, bucket: str, key: str, index: int | None, whole: bool, routed: bool) -> ObjectMeta:
         generation = self._generation
         meta, shared = await self.registry.get_meta(bucket, key) if self.registry is not None else (None, None)
+        if meta is not None and index is None and not meta.checksums_known:
+            meta = None  # a HEAD answers checksums: the shared copy came from a ranged GET that had none
         if meta is None:
-            meta = await self.origin.head_object(bucket, key)
+            meta = await self._ask_origin(bucket, key, index, whole, routed)
             if self.registry is not None and generation == self._generation:
                 await self.registry.put_meta(bucket, meta, self.metadata_ttl_s, shared)
         if generation == self._generation:  # no write was invalidated meanwhile: safe to remember
-            self._meta.put((bucket, key), (time.monotonic() + self.metadata_ttl_s, meta))
+            self._remember(bucket, key, meta)
         return meta
 
-    async def open_object(self, bucket: str, key: str) -> OpenObject:
-        return CachedObject(self, bucket, await self.head_object(bucket, key))
+    def _remember(self, bucket: str, key: str, meta: ObjectMeta) -> None:
+        expiry = time.monotonic() + self.metadata_ttl_s
+        hit = self._meta.get((bucket, key))
+        if hit is not None and hit[0] > time.monotonic():
+            if hit[1].etag != meta.etag:
+                return  # a HEAD completing a ranged GET's metadata found another version: keep the known one
+            expiry = hit[0]  # completed, not renewed: a change at the origin still shows within one TTL
+        self._meta.put((bucket, key), (expiry, meta))
+
+    async def _ask_origin(self, bucket: str, key: str, index: int | None, whole: bool, routed: bool) -> ObjectMeta:
+        if index is not None and routed:
+            meta = await self.reader.cold_meta(bucket, key, index, whole)  # the block's owner makes the one request
+            if meta is not None:
+                return meta
+        if index is not None:
+            start = index * self.reader.block_size
+            try:
+                meta, body = await self.origin.open_range(bucket, key, start, start + self.reader.block_size, whole)
+            except S3Error as error:
+                if error.code != "InvalidRange":
+                    raise  # NoSuchKey, AccessDenied...: the client's answer, as a HEAD would have given it
+            else:
+                self.reader.adopt(bucket, meta, index, body)  # an empty object has no block: it is dropped
+                return meta
+        return await self.origin.head_object(bucket, key)  # an empty object, or a start past the end
 
     async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
         if self.list_ttl_s <= 0:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from cache.blocks.store import BlockCorrupt, BlockStore
 from cache.bounded import Bounded
 from cache.cluster.peers import Peers, PeerUnavailable
+from cache.cluster.placement import placement_id
 from cache.cluster.routing import Cluster
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
@@ -77,21 +78,40 @@ class BlockReader:
 
     # ---- fills ---------------------------------------------------------------------------------
 
-    def _fill(self, bucket: str, meta: ObjectMeta, index: int) -> Fill:
+    def _fill(self, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes] | None = None) -> Fill:
         bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
         fill = self._fills.get(bid)
         if fill is None:
             start, end = self._span(meta, index)
             fill = self._fills[bid] = Fill(end - start)
-            fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index))
+            fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index, source))
         return fill
 
-    async def _run_fill(self, bid: str, fill: Fill, bucket: str, meta: ObjectMeta, index: int) -> None:
+    def adopt(self, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes]) -> None:
+        """Fill block index from bytes already on their way (a cold read's one origin request, which brought the
+        metadata too), instead of asking the origin for them again."""
+        bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
+        if bid in self.blocks or bid in self._fills or index * self.block_size >= meta.size:
+            self._background_close(source)
+            return
+        self._fill(bucket, meta, index, source)
+
+    def _background_close(self, source: AsyncIterator[bytes]) -> None:
+        closer = getattr(source, "aclose", None)
+        if closer is not None:
+            task = asyncio.create_task(closer())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _run_fill(
+        self, bid: str, fill: Fill, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes] | None,
+    ) -> None:
         start, end = self._span(meta, index)
         try:
             async with self._fill_slots:
                 self.origin_fetches += 1
-                async for chunk in self.fetch(bucket, meta.key, meta.etag, start, end):
+                chunks = source if source is not None else self.fetch(bucket, meta.key, meta.etag, start, end)
+                async for chunk in chunks:
                     filled = fill.filled + len(chunk)
                     if filled > end - start:
                         raise S3Error("InternalError", f"The origin returned more than the {end - start} bytes "
@@ -137,7 +157,7 @@ class BlockReader:
 
     async def _prefetch_routed(self, bucket: str, meta: ObjectMeta, index: int, bid: str) -> None:
         assert self.cluster is not None and self.peers is not None
-        route = await self.cluster.route(bid)
+        route = await self.cluster.route(bid, placement_id(bucket, meta.key, index))
         if not route:
             if bid not in self.blocks:
                 self._fill(bucket, meta, index)
@@ -147,6 +167,20 @@ class BlockReader:
                 pass
         except (PeerUnavailable, S3Error, KeyError):
             pass  # a prefetch is a hint: the read itself will route around a dead peer
+
+    async def cold_meta(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta | None:
+        """In a cluster, a cold read's one origin request is made by the owner of the block it starts in: ask it to
+        open the object (it fetches that block, and answers the metadata that came with it). None: this worker
+        is the one to ask the origin (it owns the block, or no peer could be asked)."""
+        if self.cluster is None or self.peers is None:
+            return None
+        for target in await self.cluster.route("", placement_id(bucket, key, index)):
+            try:
+                return await self.peers.open_meta(self.cluster.url_of(target), bucket, key, index, whole)
+            except (PeerUnavailable, KeyError) as exc:
+                log.warning("peer %s skipped for a cold open of %s/%s: %s", target, bucket, key, exc)
+                self.cluster.suspect(target)
+        return None
 
     def warm(self, bucket: str, meta: ObjectMeta, index: int) -> None:
         """A peer's prefetch hint: start filling the block here unless it is cached or coming."""
@@ -195,7 +229,7 @@ class BlockReader:
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
         if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
-            for target in await self.cluster.route(bid):  # none left: this worker fills it
+            for target in await self.cluster.route(bid, placement_id(bucket, meta.key, index)):  # none: fill it here
                 try:
                     async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, lo, hi):
                         lo += len(piece)

@@ -13,6 +13,13 @@ import hashlib
 from collections.abc import Iterable
 
 
+def placement_id(bucket: str, key: str, index: int) -> str:
+    """What a block is placed by: its object's name and its index, not its version. So any worker can name the
+    owner of a block before it knows the object's ETag: a cold read asks that owner once, and the owner asks the
+    origin once (the block's identity, and so what is cached, still carries the ETag)."""
+    return f"{bucket}\0{key}\0{index}"
+
+
 def weight(worker_id: str, block_id: str) -> int:
     digest = hashlib.blake2b(f"{worker_id}\0{block_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")

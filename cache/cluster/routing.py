@@ -38,16 +38,18 @@ class Cluster:
     def suspect(self, worker_id: str) -> None:
         self._suspects[worker_id] = time.monotonic() + SUSPECT_S
 
-    async def _candidates(self, block_id: str) -> list[str]:
+    async def _candidates(self, block_id: str, placed_by: str) -> list[str]:
         """Workers to try for a block, best first; this worker's id means "fill it here"."""
         live = self.live()
-        holders = (await self.registry.holders([block_id]))[block_id]
+        holders = (await self.registry.holders([block_id]))[block_id] if block_id else []
         order = [w for w in holders if w in live]
-        order += [w for w in ranked(block_id, live) if w not in order]
+        order += [w for w in ranked(placed_by, live) if w not in order]
         return order
 
-    async def route(self, block_id: str) -> list[str]:
+    async def route(self, block_id: str, placed_by: str) -> list[str]:
         """The peers to ask for a block this worker lacks, best first; empty: this worker fills it (it owns the
-        block, or nobody else is live). A gateway, never a candidate itself, gets every candidate."""
-        order = await self._candidates(block_id)
+        block, or nobody else is live). A gateway, never a candidate itself, gets every candidate. block_id
+        names the cached version ("" when the version is not known yet: no holders then); placed_by
+        (placement.placement_id) decides the owner."""
+        order = await self._candidates(block_id, placed_by)
         return order[:order.index(self.worker_id)] if self.worker_id in order else order

@@ -50,6 +50,9 @@ class ObjectMeta:
     checksums: dict[str, str] = field(default_factory=dict)  # e.g. {"crc32": "base64..."}: whole-object only
     parts_count: int | None = None
     tag_count: int = 0  # x-amz-tagging-count: known without the tags themselves (an origin's HEAD)
+    # False when learned from a ranged GET (a cold read's one origin request): S3 sends no whole-object
+    # checksums with a range, so a HEAD in checksum mode asks the origin once more.
+    checksums_known: bool = True
 
     @property
     def content_type(self) -> str:

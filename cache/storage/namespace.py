@@ -106,13 +106,13 @@ class Namespace:
             return meta
         return replace(meta, key=m.unkey(meta.key))
 
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta:
         m = self.mount(bucket)
-        return self._unmeta(m, await m.store.head_object(m.target, m.key(key)))
+        return self._unmeta(m, await m.store.head_object(m.target, m.key(key), checksums))
 
-    async def open_object(self, bucket: str, key: str) -> OpenObject:
+    async def open_object(self, bucket: str, key: str, first_byte: int | None = None) -> OpenObject:
         m = self.mount(bucket)
-        opened = await m.store.open_object(m.target, m.key(key))
+        opened = await m.store.open_object(m.target, m.key(key), first_byte)
         if m.prefix:
             opened.meta = self._unmeta(m, opened.meta)
         return opened

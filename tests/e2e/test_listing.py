@@ -121,10 +121,10 @@ def test_list_objects_v1_raw_xml_and_encoding(s3, bucket: str, worker) -> None: 
     encoded = _root(_raw(worker, bucket, {"prefix": "sp ace/", "delimiter": "/", "marker": "sp ace/a b",
                                            "max-keys": "1", "encoding-type": "url"}))
     assert encoded.findtext("EncodingType") == "url"
-    for name in ("Prefix", "Marker", "NextMarker"):
+    for name in ("Marker", "NextMarker"):  # encoded in v1; the Prefix echo is not (boto3 decodes it in v2 only)
         text = encoded.findtext(name) or ""
         assert " " not in text, (name, text)
-    assert unquote_plus(encoded.findtext("Prefix") or "") == "sp ace/"
+    assert encoded.findtext("Prefix") == "sp ace/"
     assert unquote_plus(encoded.findtext("Marker") or "") == "sp ace/a b"
     key_text = encoded.find("Contents/Key")
     assert key_text is not None and key_text.text is not None

@@ -138,7 +138,7 @@ class DirectoryStore:
         self.existing_bucket(bucket)
         return no_such_key(key)
 
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta:
         check_key(key)
         paths = self.paths_of(bucket)
         try:
@@ -155,7 +155,7 @@ class DirectoryStore:
             raise no_such_key(key)
         return await self._known.meta(bucket, paths, key, st)
 
-    async def open_object(self, bucket: str, key: str) -> OpenObject:
+    async def open_object(self, bucket: str, key: str, first_byte: int | None = None) -> OpenObject:
         if key.endswith("/"):
             return EmptyObject(await self.head_object(bucket, key))
         check_key(key)

@@ -23,6 +23,7 @@ SAMPLE: dict[str, Any] = {
     "checksums": {"sha256": "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "crc32": "AAAAAA=="},
     "parts_count": 2,
     "tag_count": 2,
+    "checksums_known": False,
 }
 
 

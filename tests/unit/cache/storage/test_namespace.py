@@ -94,11 +94,11 @@ class FakeStore:
         self.calls.append(("delete_bucket", bucket))
         del self.buckets[bucket]
 
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta:
         self.calls.append(("head_object", bucket, key))
         return self._meta(bucket, key)
 
-    async def open_object(self, bucket: str, key: str) -> FakeObject:
+    async def open_object(self, bucket: str, key: str, first_byte: int | None = None) -> FakeObject:
         self.calls.append(("open_object", bucket, key))
         return FakeObject(self._meta(bucket, key), self._objects(bucket)[key])
 

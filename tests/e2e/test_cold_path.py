@@ -1,0 +1,87 @@
+"""A cold read is one origin request: the block the client reads first, whose answer carries the metadata.
+
+Counted through a real proxy in front of a moto origin (rig.origin.CountingProxy), against a real worker.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rig.origin import CountingProxy
+from rig.processes import Worker
+from tests.conftest import make_client
+from tests.e2e.test_cache import BLOCK, blocks_asked, get, md5, seen_under
+
+
+def test_a_cold_small_object_costs_one_origin_request_and_a_warm_one_none(
+        cached: Worker, counting: CountingProxy, origin_s3: Any, origin_bucket: str) -> None:
+    bodies = {f"one/{i}": os.urandom(1000 + i) for i in range(5)}
+    for key, body in bodies.items():
+        origin_s3.put_object(Bucket=origin_bucket, Key=key, Body=body, ContentType="x/y", Metadata={"n": key})
+    s3 = make_client(cached.url)
+    counting.reset()
+    for key, body in bodies.items():
+        response = s3.get_object(Bucket=origin_bucket, Key=key)
+        assert response["Body"].read() == body
+        assert response["ETag"] == f'"{md5(body)}"' and response["ContentLength"] == len(body)
+        assert response["ContentType"] == "x/y" and response["Metadata"] == {"n": key}
+    assert [(s.method, s.path) for s in seen_under(counting, origin_bucket)] == \
+        [("GET", f"/{origin_bucket}/{key}") for key in bodies]  # no HEAD before any of them
+    for key, body in bodies.items():
+        assert get(s3, origin_bucket, key) == (body, f'"{md5(body)}"')
+        assert s3.head_object(Bucket=origin_bucket, Key=key)["ContentLength"] == len(body)
+    assert len(seen_under(counting, origin_bucket)) == len(bodies)  # warm: the origin is not asked again
+
+
+def test_a_cold_ranged_read_fetches_the_block_it_starts_in_first(
+        cached: Worker, counting: CountingProxy, origin_s3: Any, origin_bucket: str) -> None:
+    data = os.urandom(3 * BLOCK + 100)
+    origin_s3.put_object(Bucket=origin_bucket, Key="mid.bin", Body=data)
+    s3 = make_client(cached.url)
+    counting.reset()
+    start = 2 * BLOCK + 10
+    got = s3.get_object(Bucket=origin_bucket, Key="mid.bin", Range=f"bytes={start}-{start + 99}")
+    assert got["Body"].read() == data[start:start + 100]
+    assert got["ContentRange"] == f"bytes {start}-{start + 99}/{len(data)}"
+    asked = blocks_asked(counting, origin_bucket, "mid.bin", len(data))
+    assert asked[0] == 2 and asked.count(2) == 1  # the block it starts in, once; read-ahead may add block 3
+    assert [s.method for s in seen_under(counting, origin_bucket)].count("HEAD") == 0
+
+
+def test_a_whole_cold_get_brings_the_checksums_a_ranged_one_lacks(
+        cached: Worker, counting: CountingProxy, origin_s3: Any, origin_bucket: str) -> None:
+    """A cold read of a whole object asks the origin for it whole, in checksum mode: its one answer carries the
+    whole-object checksums. A ranged cold read's answer has none (S3 sends none with a range), so a HEAD in
+    checksum mode after it asks the origin once, and then knows."""
+    body = b"checksummed " * 100
+    whole = origin_s3.put_object(Bucket=origin_bucket, Key="whole.txt", Body=body, ChecksumAlgorithm="SHA256")
+    ranged = origin_s3.put_object(Bucket=origin_bucket, Key="ranged.txt", Body=body, ChecksumAlgorithm="SHA256")
+    s3 = make_client(cached.url)
+    counting.reset()
+    got = s3.get_object(Bucket=origin_bucket, Key="whole.txt", ChecksumMode="ENABLED")
+    assert got["Body"].read() == body and got["ChecksumSHA256"] == whole["ChecksumSHA256"]
+    head = s3.head_object(Bucket=origin_bucket, Key="whole.txt", ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == whole["ChecksumSHA256"]
+    assert [(s.method, s.range) for s in seen_under(counting, origin_bucket)] == [("GET", None)]
+
+    part = s3.get_object(Bucket=origin_bucket, Key="ranged.txt", Range="bytes=0-9")
+    assert part["Body"].read() == body[:10] and "ChecksumSHA256" not in part
+    got = s3.get_object(Bucket=origin_bucket, Key="ranged.txt", ChecksumMode="ENABLED")  # whole, checksums asked
+    assert got["Body"].read() == body and got["ChecksumSHA256"] == ranged["ChecksumSHA256"]
+    for _ in range(2):
+        head = s3.head_object(Bucket=origin_bucket, Key="ranged.txt", ChecksumMode="ENABLED")
+        assert head["ChecksumSHA256"] == ranged["ChecksumSHA256"] and head["ContentLength"] == len(body)
+    assert [s.method for s in seen_under(counting, origin_bucket)] == ["GET", "GET", "HEAD"]
+
+
+def test_an_empty_object_and_a_missing_key_cold(cached: Worker, counting: CountingProxy, origin_s3: Any,
+                                                origin_bucket: str) -> None:
+    origin_s3.put_object(Bucket=origin_bucket, Key="empty", Body=b"")
+    s3 = make_client(cached.url)
+    assert get(s3, origin_bucket, "empty") == (b"", f'"{md5(b"")}"')
+    try:
+        s3.get_object(Bucket=origin_bucket, Key="absent")
+        raise AssertionError("a missing key must not be found")
+    except s3.exceptions.NoSuchKey as exc:
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
