@@ -76,6 +76,7 @@ class CachedStore:
         self.list_ttl_s = list_ttl_s
         self._meta: Bounded[tuple[str, str], tuple[float, ObjectMeta]] = Bounded(_META_ENTRIES)
         self._lists: Bounded[tuple[str, str, str, str, int], tuple[float, ListPage]] = Bounded(_LIST_ENTRIES)
+        self._buckets: Bounded[str, float] = Bounded(_LIST_ENTRIES)  # bucket -> until when it is known to exist
         self._learning: dict[tuple[str, str, bool], asyncio.Future[ObjectMeta]] = {}  # (bucket, key, by a HEAD)
         self._generation = 0
 
@@ -87,6 +88,7 @@ class CachedStore:
         if not bucket:
             self._meta.clear()
             self._lists.clear()
+            self._buckets.clear()
             return
         self._meta.pop((bucket, key))
         if self._lists:
@@ -166,6 +168,7 @@ class CachedStore:
                 return  # a HEAD completing a ranged GET's metadata found another version: keep the known one
             expiry = hit[0]  # completed, not renewed: a change at the origin still shows within one TTL
         self._meta.put((bucket, key), (expiry, meta))
+        self._buckets.put(bucket, expiry)  # an object of it was just read: the bucket exists
 
     async def _ask_origin(self, bucket: str, key: str, index: int | None, whole: bool, routed: bool) -> ObjectMeta:
         if index is not None and routed:
@@ -241,6 +244,7 @@ class CachedStore:
             await self.invalidate(bucket, key)
 
     async def delete_bucket(self, bucket: str) -> None:
+        self._buckets.pop(bucket)
         await self.origin.delete_bucket(bucket)
         for ident in [k for k in self._meta if k[0] == bucket]:
             self._meta.pop(ident)
@@ -251,7 +255,13 @@ class CachedStore:
         return await self.origin.list_buckets()
 
     async def head_bucket(self, bucket: str) -> None:
+        """A bucket known to exist (it answered a HeadBucket, or one of its objects was read, within the metadata
+        TTL) is answered here: Triton asks HeadBucket before every folder check of a model repository."""
+        known = self._buckets.get(bucket)
+        if known is not None and known > time.monotonic():
+            return
         await self.origin.head_bucket(bucket)
+        self._buckets.put(bucket, time.monotonic() + self.metadata_ttl_s)
 
     async def create_bucket(self, bucket: str) -> None:
         await self.origin.create_bucket(bucket)

@@ -6,11 +6,16 @@ Counted through a real proxy in front of a moto origin (rig.origin.CountingProxy
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from rig.origin import CountingProxy
 from rig.processes import Worker
+from rig.redis import RedisServer
 from tests.conftest import make_client
+from tests.e2e.conftest import StartWorker
 from tests.e2e.test_cache import BLOCK, blocks_asked, get, md5, seen_under
 
 
@@ -85,3 +90,55 @@ def test_an_empty_object_and_a_missing_key_cold(cached: Worker, counting: Counti
         raise AssertionError("a missing key must not be found")
     except s3.exceptions.NoSuchKey as exc:
         assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_head_bucket_of_a_known_bucket_asks_no_origin(cached: Worker, counting: CountingProxy, origin_s3: Any,
+                                                      origin_bucket: str) -> None:
+    """Triton asks HeadBucket before every folder check: a bucket known to exist is answered by the worker."""
+    origin_s3.put_object(Bucket=origin_bucket, Key="model/1/model.onnx", Body=b"weights")
+    s3 = make_client(cached.url)
+    counting.reset()
+    for _ in range(3):
+        assert s3.head_bucket(Bucket=origin_bucket)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [(s.method, s.path) for s in counting.requests()] == [("HEAD", f"/{origin_bucket}")]
+    other = f"{origin_bucket}-2"
+    origin_s3.create_bucket(Bucket=other)
+    origin_s3.put_object(Bucket=other, Key="k", Body=b"v")
+    counting.reset()
+    assert get(s3, other, "k")[0] == b"v"  # reading one of its objects shows the bucket exists
+    assert s3.head_bucket(Bucket=other)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [s.method for s in counting.requests()] == ["GET"]
+    try:
+        s3.head_bucket(Bucket=f"{origin_bucket}-absent")
+        raise AssertionError("a missing bucket must not be found")
+    except ClientError as exc:
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_listing_cache_is_invalidated_by_a_write_through_any_worker(
+        counting: CountingProxy, origin_s3: Any, origin_bucket: str, start_worker: StartWorker,
+        tmp_path: Path) -> None:
+    """With cache.list_ttl_s on, listings are answered from memory; a write through any worker of the cluster
+    drops the bucket's cached listings on every worker before it is answered."""
+    redis = RedisServer(tmp_path).start()
+    try:
+        cluster = ["--redis", redis.url, "--cluster-secret", "s3kr1t"]
+        env = {"S3CACHE_CACHE_LIST_TTL_S": "300"}
+        first = start_worker(counting.url, *cluster, "--worker-id", "a", env=env)
+        second = start_worker(counting.url, *cluster, "--worker-id", "b", env=env)
+        one, two = make_client(first.url), make_client(second.url)
+        origin_s3.put_object(Bucket=origin_bucket, Key="listed/a", Body=b"a")
+
+        def keys(client: Any) -> list[str]:
+            return [o["Key"] for o in client.list_objects_v2(Bucket=origin_bucket, Prefix="listed/").get("Contents", [])]
+
+        assert keys(one) == keys(two) == ["listed/a"]
+        counting.reset()
+        assert keys(one) == keys(two) == ["listed/a"]
+        assert [s for s in counting.requests() if s.method == "GET" and s.path == f"/{origin_bucket}"] == []
+        two.put_object(Bucket=origin_bucket, Key="listed/b", Body=b"b")
+        assert keys(one) == keys(two) == ["listed/a", "listed/b"]
+        one.delete_object(Bucket=origin_bucket, Key="listed/a")
+        assert keys(two) == keys(one) == ["listed/b"]
+    finally:
+        redis.stop()
