@@ -1,18 +1,21 @@
 """A real S3 origin for tests and benchmarks: moto's server mode, seen through a counting proxy.
 
 The proxy is a real HTTP server between s3cache and moto: it records every request the origin
-receives (method, path, query, Range) so tests can count origin traffic, and can delay each request
-to make the origin look remote. It streams bodies both ways without holding them.
+receives (method, path, query, Range) so tests can count origin traffic, and can make the origin look
+remote: a first-byte delay on every request, and a cap on each connection's rate of response bytes
+(a token bucket per client connection, as a remote store's per-connection throughput limits one stream).
+It streams bodies both ways without holding them.
 
 ``ProxyProcess`` runs that proxy in a child process of its own, so its copying threads never share a GIL
 with a load client (the benchmarks' slowed origin):
 
-    python -m rig.origin proxy UPSTREAM_PORT LATENCY_S   (the proxy process; ProxyProcess starts it)
+    python -m rig.origin proxy UPSTREAM_PORT LATENCY_S [RATE_BYTES_S]   (the proxy process; ProxyProcess starts it)
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import socket
 import subprocess
@@ -43,6 +46,40 @@ class Seen:
         """A GET that reads object bytes (not a listing or sub-resource)."""
         return self.method == "GET" and self.path.count("/") >= 2 and self.query in ("", "x-id=GetObject")
 
+    @property
+    def is_list(self) -> bool:
+        """A bucket listing: a GET of the bucket itself that asks no sub-resource (?location, ?acl, ...)."""
+        if self.method != "GET" or self.path.strip("/").count("/") or not self.path.strip("/"):
+            return False
+        names = {part.split("=", 1)[0] for part in self.query.split("&") if part}
+        return names <= {"list-type", "prefix", "delimiter", "continuation-token", "start-after", "max-keys",
+                         "encoding-type", "fetch-owner", "marker", "x-id"}
+
+    @property
+    def kind(self) -> str:
+        """What the request was, for counting: get (object bytes), head, list or other."""
+        if self.is_object_get:
+            return "get"
+        if self.method == "HEAD":
+            return "head"
+        return "list" if self.is_list else "other"
+
+
+class TokenBucket:
+    """Paces one connection's bytes to rate_bytes_s, letting burst bytes through at once (0: no cap)."""
+
+    def __init__(self, rate_bytes_s: float, burst: int = 256 << 10) -> None:
+        self.rate, self.burst = rate_bytes_s, burst
+        self._free_at = 0.0  # when the bucket is next empty: time.monotonic() plus the bytes owed
+
+    def take(self, size: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        self._free_at = max(self._free_at, now - self.burst / self.rate) + size / self.rate
+        if self._free_at > now:
+            time.sleep(self._free_at - now)
+
 
 @dataclass
 class CountingProxy:
@@ -50,6 +87,7 @@ class CountingProxy:
 
     upstream_port: int
     latency_s: float = 0.0
+    rate_bytes_s: float = 0.0  # per client connection, response bytes; 0 = no cap
     port: int = 0
     seen: list[Seen] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -72,6 +110,7 @@ class CountingProxy:
 
             def setup(self) -> None:
                 super().setup()
+                self.bucket = TokenBucket(proxy.rate_bytes_s)  # one per connection, kept across its requests
                 with proxy._lock:
                     proxy._clients.add(self.connection)
 
@@ -110,6 +149,7 @@ class CountingProxy:
                     self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 while self.command != "HEAD" and (data := response.read(1 << 16)):
+                    self.bucket.take(len(data))
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 if chunked:
                     self.wfile.write(b"0\r\n\r\n")
@@ -167,6 +207,14 @@ class CountingProxy:
         """Object-data GETs the origin received, optionally only those of /bucket/key."""
         return [s for s in self.requests() if s.is_object_get and (key_path is None or s.path == key_path)]
 
+    def tally(self) -> dict[str, int]:
+        """Requests the origin received by kind (get, head, list, other) and in all (total)."""
+        counts = dict.fromkeys(("get", "head", "list", "other"), 0)
+        for seen in self.requests():
+            counts[seen.kind] += 1
+        counts["total"] = sum(counts.values())
+        return counts
+
 
 @dataclass
 class MotoOrigin:
@@ -195,10 +243,10 @@ class MotoOrigin:
 
 
 class ProxyProcess:
-    """CountingProxy in a child process, driven over its stdin: ``count``, ``reset``; EOF stops it."""
+    """CountingProxy in a child process, driven over its stdin: ``count``, ``tally``, ``reset``; EOF stops it."""
 
-    def __init__(self, upstream_port: int, latency_s: float) -> None:
-        self.upstream_port, self.latency_s = upstream_port, latency_s
+    def __init__(self, upstream_port: int, latency_s: float, rate_bytes_s: float = 0.0) -> None:
+        self.upstream_port, self.latency_s, self.rate_bytes_s = upstream_port, latency_s, rate_bytes_s
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -208,7 +256,8 @@ class ProxyProcess:
 
     def start(self) -> ProxyProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rig.origin", "proxy", str(self.upstream_port), str(self.latency_s)], cwd=ROOT,
+            [sys.executable, "-m", "rig.origin", "proxy", str(self.upstream_port), str(self.latency_s),
+             str(self.rate_bytes_s)], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line.startswith("port "):
@@ -227,6 +276,10 @@ class ProxyProcess:
         """(object GETs, all requests) the origin received since the last reset."""
         gets, total = self._ask("count").split()
         return int(gets), int(total)
+
+    def tally(self) -> dict[str, int]:
+        """Requests the origin received since the last reset, by kind: get, head, list, other, total."""
+        return {name: int(value) for name, value in json.loads(self._ask("tally")).items()}
 
     def reset(self) -> None:
         self._ask("reset")
@@ -259,13 +312,15 @@ class _RelayProxy(CountingProxy):
     server_class = _ProxyServer
 
 
-def _proxy_main(upstream_port: int, latency_s: float) -> None:
-    proxy = _RelayProxy(upstream_port, latency_s=latency_s).start()
+def _proxy_main(upstream_port: int, latency_s: float, rate_bytes_s: float) -> None:
+    proxy = _RelayProxy(upstream_port, latency_s=latency_s, rate_bytes_s=rate_bytes_s).start()
     print(f"port {proxy.port}", flush=True)
     try:
         for line in sys.stdin:
             if line.strip() == "count":
                 print(len(proxy.object_gets()), len(proxy.requests()), flush=True)
+            elif line.strip() == "tally":
+                print(json.dumps(proxy.tally()), flush=True)
             elif line.strip() == "reset":
                 proxy.reset()
                 print("ok", flush=True)
@@ -274,4 +329,4 @@ def _proxy_main(upstream_port: int, latency_s: float) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
-    _proxy_main(int(sys.argv[2]), float(sys.argv[3]))
+    _proxy_main(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)

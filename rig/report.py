@@ -83,3 +83,45 @@ def write_report(name: str, text: str) -> Path:
 
 def fmt(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def machine() -> dict[str, str]:
+    """What a result depends on: cores, CPU model, kernel, Python, and how busy the machine was."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return {"nproc": str(len(os.sched_getaffinity(0))), "cpu": model or platform.processor() or "unknown",
+            "kernel": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "load average": load}
+
+
+def commit() -> str:
+    """The commit measured, with -dirty when the work tree differs from it."""
+    return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
+
+class ProcessMeter:
+    """CPU time and peak RSS of processes over a stretch of work: a context manager.
+
+    On entry each process's VmHWM is reset (clear_refs) and its CPU time noted; on exit ``cpu_s`` is the CPU
+    (user + system, every thread) they used in between, summed, and ``peak_rss`` the largest VmHWM among them
+    (since entry when the reset worked, ``hwm_reset``; since the process started otherwise)."""
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self.pids = list(pids)
+        self.cpu_s, self.peak_rss, self.hwm_reset = 0.0, 0, False
+        self._cpu: dict[int, float] = {}
+
+    def __enter__(self) -> ProcessMeter:
+        self.hwm_reset = all([reset_peak_rss(pid) for pid in self.pids])
+        self._cpu = {pid: cpu_seconds(pid) for pid in self.pids}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu_s = sum(cpu_seconds(pid) - before for pid, before in self._cpu.items())
+        self.peak_rss = max((proc_status(pid).get("VmHWM", 0) for pid in self.pids), default=0)
