@@ -75,6 +75,19 @@ OPERATIONS: tuple[Operation, ...] = (
               write_only_ok=True),
     Operation("GetBucketVersioning", ("GET", "bucket", "versioning"), buckets.get_bucket_versioning, "list",
               write_only_ok=True),
+    # configurations s3cache never holds: each Get answers S3's error for a bucket without one
+    Operation("GetBucketCors", ("GET", "bucket", "cors"), buckets.get_bucket_cors, "list", write_only_ok=True),
+    Operation("GetBucketPolicy", ("GET", "bucket", "policy"), buckets.get_bucket_policy, "list", write_only_ok=True),
+    Operation("GetBucketLifecycleConfiguration", ("GET", "bucket", "lifecycle"), buckets.get_bucket_lifecycle, "list",
+              write_only_ok=True),
+    Operation("GetBucketEncryption", ("GET", "bucket", "encryption"), buckets.get_bucket_encryption, "list",
+              write_only_ok=True),
+    Operation("GetPublicAccessBlock", ("GET", "bucket", "publicAccessBlock"), buckets.get_public_access_block,
+              "list", write_only_ok=True),
+    Operation("GetBucketWebsite", ("GET", "bucket", "website"), buckets.get_bucket_website, "list",
+              write_only_ok=True),
+    Operation("GetBucketReplication", ("GET", "bucket", "replication"), buckets.get_bucket_replication, "list",
+              write_only_ok=True),
     Operation("ListMultipartUploads", ("GET", "bucket", "uploads"), multipart.list_multipart_uploads, "multipart",
               write_only_ok=True),
     Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete"),
@@ -103,20 +116,45 @@ OPERATIONS: tuple[Operation, ...] = (
 BY_ROUTE: dict[tuple[str, str, str], Operation] = {operation.route: operation for operation in OPERATIONS}  # dispatch
 BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}
 
+# Sub-resources s3cache answers only a call or two of (the configuration probes, ACLs): one of them is the
+# request's only selector, or the request is 501 (``?acl&uploadId=`` is not an UploadPart).
+EXCLUSIVE = frozenset({
+    "cors", "encryption", "lifecycle", "policy", "publicAccessBlock", "replication", "website",
+})
 # Query keywords that select an operation, in the order they decide ("uploadId" wins over "tagging").
-SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning")
+SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning",
+             *sorted(EXCLUSIVE))
 
 # S3 sub-resources s3cache does not serve: asking for one is 501, never a silent wrong answer.
 UNSUPPORTED = frozenset({
-    "accelerate", "acl", "analytics", "attributes", "cors", "encryption", "intelligent-tiering", "inventory",
-    "legal-hold", "lifecycle", "logging", "metadataTable", "metrics", "notification", "object-lock",
-    "ownershipControls", "partNumber", "policy", "policyStatus", "publicAccessBlock", "replication",
-    "requestPayment", "restore", "retention", "select", "session", "torrent", "website", "renameObject",
+    "accelerate", "acl", "analytics", "attributes", "intelligent-tiering", "inventory", "legal-hold", "logging",
+    "metadataTable", "metrics", "notification", "object-lock", "ownershipControls", "partNumber", "policyStatus",
+    "requestPayment", "restore", "retention", "select", "session", "torrent", "renameObject",
 })
 # S3 operations on sub-resources s3cache serves only in part: also 501, not 405 (a method S3 does not have).
+# Any other method or level of an EXCLUSIVE sub-resource is 501 as well.
 UNSUPPORTED_ROUTES = {
     ("PUT", "bucket", "versioning"): "PutBucketVersioning",
+    ("PUT", "bucket", "cors"): "PutBucketCors",
+    ("DELETE", "bucket", "cors"): "DeleteBucketCors",
+    ("PUT", "bucket", "policy"): "PutBucketPolicy",
+    ("DELETE", "bucket", "policy"): "DeleteBucketPolicy",
+    ("PUT", "bucket", "lifecycle"): "PutBucketLifecycleConfiguration",
+    ("DELETE", "bucket", "lifecycle"): "DeleteBucketLifecycle",
+    ("PUT", "bucket", "encryption"): "PutBucketEncryption",
+    ("DELETE", "bucket", "encryption"): "DeleteBucketEncryption",
+    ("PUT", "bucket", "publicAccessBlock"): "PutPublicAccessBlock",
+    ("DELETE", "bucket", "publicAccessBlock"): "DeletePublicAccessBlock",
+    ("PUT", "bucket", "website"): "PutBucketWebsite",
+    ("DELETE", "bucket", "website"): "DeleteBucketWebsite",
+    ("PUT", "bucket", "replication"): "PutBucketReplication",
+    ("DELETE", "bucket", "replication"): "DeleteBucketReplication",
 }
+
+
+def _not_implemented(name: str, method: str) -> S3Error:
+    return S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented by s3cache",
+                   extra={"Method": method, "ResourceType": name})
 
 
 def resolve(request: Request) -> Operation:
@@ -128,13 +166,11 @@ def resolve(request: Request) -> Operation:
             if name in query:
                 selector = name
                 break
-        unsupported = set(UNSUPPORTED.intersection(query))
+        unsupported = set(UNSUPPORTED.intersection(query)) | (EXCLUSIVE.intersection(query) - {selector})
         if selector == "uploadId":
             unsupported.discard("partNumber")  # UploadPart's own parameter
         if unsupported:
-            name = sorted(unsupported)[0]
-            raise S3Error("NotImplemented", f"The '{name}' sub-resource is not implemented by s3cache",
-                          extra={"Method": request.method, "ResourceType": name})
+            raise _not_implemented(sorted(unsupported)[0], request.method)
     if request.method == "PUT" and COPY_SOURCE in request.headers and selector in ("", "uploadId"):
         selector += "+copy"
     level = request.level
@@ -145,4 +181,6 @@ def resolve(request: Request) -> Operation:
     if unserved is not None:
         raise S3Error("NotImplemented", f"{unserved} is not implemented by s3cache",
                       extra={"Method": request.method, "ResourceType": selector})
+    if selector in EXCLUSIVE:
+        raise _not_implemented(selector, request.method)
     raise S3Error("MethodNotAllowed", extra={"Method": request.method, "ResourceType": level.upper()})

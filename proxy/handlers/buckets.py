@@ -1,9 +1,11 @@
-"""Bucket operations: ListBuckets, HeadBucket, CreateBucket, DeleteBucket, location and versioning."""
+"""Bucket operations: ListBuckets, HeadBucket, CreateBucket, DeleteBucket, location, versioning, and the
+configuration probes (CORS, policy, lifecycle, encryption, public access block, website, replication)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.names import check_bucket
@@ -113,3 +115,24 @@ async def get_bucket_location(ctx: Context, request: Request) -> Response:
 async def get_bucket_versioning(ctx: Context, request: Request) -> Response:
     await ctx.store.head_bucket(request.bucket)
     return Response.xml(document("VersioningConfiguration"))  # never enabled: no Status element
+
+
+def _not_configured(code: str, name: str) -> Callable[[Context, Request], Awaitable[Response]]:
+    """The Get of a bucket configuration s3cache never holds: S3's answer for a bucket that has none (404 with
+    the code S3 uses for that configuration), once the bucket is known to exist (else NoSuchBucket)."""
+
+    async def handler(ctx: Context, request: Request) -> Response:
+        await ctx.store.head_bucket(request.bucket)
+        raise S3Error(code, extra={"BucketName": request.bucket})
+
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
+get_bucket_cors = _not_configured("NoSuchCORSConfiguration", "get_bucket_cors")
+get_bucket_policy = _not_configured("NoSuchBucketPolicy", "get_bucket_policy")
+get_bucket_lifecycle = _not_configured("NoSuchLifecycleConfiguration", "get_bucket_lifecycle")
+get_bucket_encryption = _not_configured("ServerSideEncryptionConfigurationNotFoundError", "get_bucket_encryption")
+get_public_access_block = _not_configured("NoSuchPublicAccessBlockConfiguration", "get_public_access_block")
+get_bucket_website = _not_configured("NoSuchWebsiteConfiguration", "get_bucket_website")
+get_bucket_replication = _not_configured("ReplicationConfigurationNotFoundError", "get_bucket_replication")

@@ -52,6 +52,13 @@ def operation(method: str, path: str, query: str = "", headers: dict[str, str] |
         ("GET", "/b", "tagging", None, "GetBucketTagging"),
         ("PUT", "/b", "tagging", None, "PutBucketTagging"),
         ("DELETE", "/b", "tagging", None, "DeleteBucketTagging"),
+        ("GET", "/b", "cors", None, "GetBucketCors"),
+        ("GET", "/b", "policy", None, "GetBucketPolicy"),
+        ("GET", "/b", "lifecycle", None, "GetBucketLifecycleConfiguration"),
+        ("GET", "/b", "encryption", None, "GetBucketEncryption"),
+        ("GET", "/b", "publicAccessBlock", None, "GetPublicAccessBlock"),
+        ("GET", "/b", "website", None, "GetBucketWebsite"),
+        ("GET", "/b", "replication", None, "GetBucketReplication"),
         # object
         ("GET", "/b/k", "", None, "GetObject"),
         ("GET", "/b/a/b/c.txt", "", None, "GetObject"),
@@ -108,12 +115,29 @@ def test_addressing_of_the_request() -> None:
         ("GET", "/b", "acl"),
         ("PUT", "/b", "acl"),
         ("GET", "/b/k", "acl"),
-        ("PUT", "/b", "policy"),
-        ("GET", "/b", "cors"),
-        ("GET", "/b", "lifecycle"),
         ("PUT", "/b", "versioning"),  # PutBucketVersioning: s3cache keeps no versions
-        ("GET", "/b", "website"),
-        ("GET", "/b", "encryption"),
+        # the configuration probes are answered; setting or deleting a configuration is not
+        ("PUT", "/b", "policy"),
+        ("DELETE", "/b", "policy"),
+        ("PUT", "/b", "cors"),
+        ("DELETE", "/b", "cors"),
+        ("PUT", "/b", "lifecycle"),
+        ("DELETE", "/b", "lifecycle"),
+        ("PUT", "/b", "encryption"),
+        ("DELETE", "/b", "encryption"),
+        ("PUT", "/b", "publicAccessBlock"),
+        ("DELETE", "/b", "publicAccessBlock"),
+        ("PUT", "/b", "website"),
+        ("DELETE", "/b", "website"),
+        ("PUT", "/b", "replication"),
+        ("DELETE", "/b", "replication"),
+        ("POST", "/b", "cors"),  # no such S3 call: still 501, never 405, for a sub-resource served in part
+        ("GET", "/b/k", "cors"),  # an object has no CORS configuration: not a GetObject
+        ("GET", "/b/k", "policy"),
+        ("GET", "/b", "cors&policy"),  # two probes in one request: neither
+        ("GET", "/b", "tagging&cors"),
+        ("PUT", "/b/k", "cors&uploadId=abc&partNumber=1"),  # not an UploadPart
+        ("GET", "/b", "policyStatus"),
         ("GET", "/b", "object-lock"),
         ("GET", "/b/k", "partNumber=1"),  # GetObject by part number
         ("HEAD", "/b/k", "partNumber=1"),
