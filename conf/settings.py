@@ -94,7 +94,10 @@ class CacheSettings(_Section):
     metadata_ttl_s: float = Field(60.0, ge=0, description="How long object metadata from the origin is trusted: "
                                   "changes made directly at the origin show after this.")
     list_ttl_s: float = Field(0.0, ge=0, description="Cache listings this long (0 = off: every listing asks the origin).")
-    readahead_blocks: int = Field(2, ge=0, le=64, description="Blocks fetched ahead of a sequential reader.")
+    readahead_blocks: int = Field(2, ge=0, le=64, description="Blocks fetched ahead of a sequential reader at first "
+                                  "(0: no read-ahead).")
+    readahead_max_blocks: int = Field(16, ge=0, le=1024, description="The widest read-ahead a sequential reader earns: "
+                                      "the window doubles with every block it reads, up to this.")
     max_fills: int = Field(16, ge=1, le=1024, description="Blocks fetched from the origin at once (bounds memory: "
                            "max_fills x block size).")
 

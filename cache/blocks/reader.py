@@ -40,7 +40,8 @@ class Fill:
     """One block being fetched: its buffer, how much of it has arrived, and whoever waits for more."""
 
     def __init__(self, size: int) -> None:
-        self.buffer = bytearray(size)  # allocated once: arriving bytes are copied in place, never regrown
+        self.size = size
+        self.buffer = bytearray()  # allocated once the fetch starts (so max_fills bounds fill memory), never regrown
         self.filled = 0
         self.done = False
         self.error: BaseException | None = None
@@ -57,6 +58,7 @@ class Fill:
 class BlockReader:
     def __init__(
         self, blocks: BlockStore, block_size: int, fetch: Fetch, readahead_blocks: int = 2, max_fills: int = 16,
+        readahead_max_blocks: int = 16,
         cluster: Cluster | None = None, peers: Peers | None = None,
     ) -> None:
         self.blocks = blocks
@@ -67,9 +69,11 @@ class BlockReader:
         self.block_size = block_size
         self.fetch = fetch
         self.readahead_blocks = readahead_blocks
+        self.readahead_max_blocks = max(readahead_blocks, readahead_max_blocks)
         self._fills: dict[str, Fill] = {}
         self._fill_slots = asyncio.Semaphore(max_fills)
-        self._next_offset: Bounded[tuple[str, str, str], int] = Bounded(_SEQUENTIAL_TRACKED)  # where a reader left off
+        # where a sequential reader left off, and the read-ahead window it has earned
+        self._next_offset: Bounded[tuple[str, str, str], tuple[int, int]] = Bounded(_SEQUENTIAL_TRACKED)
         self.origin_fetches = 0
 
     def _span(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
@@ -109,6 +113,7 @@ class BlockReader:
         start, end = self._span(meta, index)
         try:
             async with self._fill_slots:
+                fill.buffer = bytearray(fill.size)  # arriving bytes are copied in place
                 self.origin_fetches += 1
                 chunks = source if source is not None else self.fetch(bucket, meta.key, meta.etag, start, end)
                 async for chunk in chunks:
@@ -202,16 +207,21 @@ class BlockReader:
         if end <= start:
             return
         first, last = start // self.block_size, (end - 1) // self.block_size
-        sequential = self._is_sequential(bucket, meta, start, end)
+        sequential, window = self._is_sequential(bucket, meta, start, end)
         horizon = (meta.size - 1) // self.block_size
         for index in range(first, last + 1):
-            ahead = min(horizon if sequential else last, index + self.readahead_blocks)
+            ahead = min(horizon if sequential else last, index + window)
             if ahead > index:
                 self._prefetch(bucket, meta, index + 1, ahead)
             block_start, block_end = self._span(meta, index)
             lo, hi = max(start, block_start) - block_start, min(end, block_end) - block_start
             async for piece in self._block(bucket, meta, index, lo, hi, chunk_bytes):
                 yield piece
+            # A reader that keeps up earns a wider window (doubling, as TCP's slow start), so enough blocks are
+            # in flight to fill a remote origin whose every connection is slow; random readers never get one.
+            window = min(self.readahead_max_blocks, window * 2)
+            if sequential:
+                self._next_offset.put((bucket, meta.key, meta.etag), (end, window))
 
     async def _block(
         self, bucket: str, meta: ObjectMeta, index: int, lo: int, hi: int, chunk_bytes: int, routed: bool = True
@@ -258,9 +268,12 @@ class BlockReader:
             yield piece
             position = available
 
-    def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> bool:
-        """True when this read starts where the previous read of the same object version ended."""
+    def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> tuple[bool, int]:
+        """Whether this read starts where the previous read of the same object version ended (or reads it
+        whole), and the read-ahead window to start with: a continuing reader keeps the one it earned."""
         ident = (bucket, meta.key, meta.etag)
         previous = self._next_offset.pop(ident)
-        self._next_offset.put(ident, end)
-        return previous == start or (start == 0 and end == meta.size)
+        sequential = (previous is not None and previous[0] == start) or (start == 0 and end == meta.size)
+        window = previous[1] if sequential and previous is not None else self.readahead_blocks
+        self._next_offset.put(ident, (end, window))
+        return sequential, window

@@ -417,3 +417,45 @@ def test_a_changed_object_is_never_served_from_old_blocks(tmp_path: Path) -> Non
 
     run(go)
     assert Counter(etag for _, _, etag, _, _ in origin.calls) == Counter({"etag1": 6, "etag2": 6})
+
+
+def test_the_read_ahead_window_doubles_while_a_sequential_reader_keeps_up(tmp_path: Path) -> None:
+    """Start with readahead_blocks ahead; every block read doubles the window, up to readahead_max_blocks."""
+    origin = Origin()
+    data = payload(40 * BS, 7)
+    meta = origin.put(data)
+    reader = BlockReader(BlockStore(tmp_path / "blocks", 1 << 30), BS, origin.fetch, readahead_blocks=1,
+                         max_fills=64, readahead_max_blocks=8)
+
+    async def go() -> None:
+        async with aclosing(generator(reader.stream(BUCKET, meta, 0, len(data), BS))) as stream:
+            expected_last = [1, 3, 6, 11, 12, 13]  # windows 1, 2, 4, 8, then 8 for good
+            for index, last in enumerate(expected_last):
+                assert await anext(stream) == data[index * BS:(index + 1) * BS]
+                await asyncio.sleep(0.01)
+                assert max(origin.starts()) // BS == last, (index, sorted(origin.starts()))
+        assert all(count == 1 for count in origin.starts().values())
+
+    run(go)
+
+
+def test_random_single_block_reads_trigger_no_read_ahead(tmp_path: Path) -> None:
+    """A map-style dataset reads records at random: every fetch is a block some read asked for."""
+    origin = Origin()
+    data = payload(64 * BS, 8)
+    meta = origin.put(data)
+    reader = BlockReader(BlockStore(tmp_path / "blocks", 1 << 30), BS, origin.fetch, readahead_blocks=2,
+                         readahead_max_blocks=16)
+    rng = random.Random(3)
+    wanted: set[int] = set()
+
+    async def go() -> None:
+        for _ in range(40):
+            index = rng.randrange(64)
+            lo = index * BS + rng.randrange(BS - 100)
+            wanted.add(index)
+            assert await read(reader, meta, lo, lo + 100) == data[lo:lo + 100]
+        await asyncio.sleep(0.01)
+
+    run(go)
+    assert set(origin.starts()) == {i * BS for i in wanted} and all(c == 1 for c in origin.starts().values())
