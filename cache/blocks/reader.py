@@ -45,14 +45,30 @@ class Fill:
         self.filled = 0
         self.done = False
         self.error: BaseException | None = None
-        self.changed = asyncio.Condition()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (length awaited, woken when it is there)
         self.task: asyncio.Task[None] | None = None
 
     async def wait_for(self, length: int) -> None:
-        async with self.changed:
-            await self.changed.wait_for(lambda: self.filled >= length or self.done)
+        if self.filled < length and not self.done:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append((length, waiter))
+            await waiter
         if self.error is not None:
             raise self.error
+
+    def arrived(self) -> None:
+        """Wake the readers whose bytes are there (all of them once done): a chunk costs no lock, and a reader
+        waiting for a larger piece is not woken for every chunk on the way."""
+        if not self._waiters:
+            return
+        waiting = []
+        for length, waiter in self._waiters:
+            if self.filled >= length or self.done:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                waiting.append((length, waiter))
+        self._waiters = waiting
 
 
 class BlockReader:
@@ -123,8 +139,7 @@ class BlockReader:
                                       "of a block")
                     fill.buffer[fill.filled:filled] = chunk
                     fill.filled = filled
-                    async with fill.changed:
-                        fill.changed.notify_all()
+                    fill.arrived()
             if fill.filled != end - start:
                 raise S3Error("InternalError", f"The origin returned {fill.filled} bytes for a "
                               f"{end - start}-byte block")
@@ -138,8 +153,7 @@ class BlockReader:
             fill.error = S3Error("InternalError", f"Fetching from the origin failed: {type(exc).__name__}")
         finally:
             fill.done = True
-            async with fill.changed:
-                fill.changed.notify_all()
+            fill.arrived()
         if fill.error is None:
             try:
                 await self.blocks.write(bid, fill.buffer)  # complete: nobody writes to it any more
