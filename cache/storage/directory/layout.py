@@ -10,6 +10,10 @@ Layout of a bucket directory ``<root>/<bucket>``::
 
 Objects are written to a temp file and renamed into place, so a reader sees the old or the new object,
 never a torn one; the sidecar is committed right after and re-validated by its stamp on every read.
+
+Symbolic links: one that stays inside the bucket's directory is followed; one that leads out of it (or into its
+``.s3cache``, or a bucket directory that is itself a link) is refused for every read, write, copy, delete and
+listing (``check_reachable``, ``check_fd``), and the system directory follows no link at all (``check_no_links``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import asyncio
 import errno
 import hashlib
 import json
+import logging
 import os
+import stat
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from cache.s3.model import NewObject, ObjectMeta
 from cache.s3.names import RESERVED_DIR
 
 EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+log = logging.getLogger("s3cache.directory")
 WRITE_BUFFER_BYTES = 1 << 20
 
 
@@ -75,13 +82,74 @@ class BucketPaths:
         return f"{self.root_str}/{RESERVED_DIR}/meta/{digest[:2]}/{digest}.json"
 
     def new_tmp(self) -> Path:
+        check_no_links(self, str(self.tmp))
         self.tmp.mkdir(parents=True, exist_ok=True)
         return self.tmp / uuid.uuid4().hex
 
 
+def link_refused(what: str) -> S3Error:
+    """A key (or bucket) a symbolic link takes out of the bucket's directory. AccessDenied, not NoSuchKey: it is
+    what S3 answers for a key that exists but that the caller may not reach (a policy's Deny), for a GET, a PUT and
+    a DELETE alike; NoSuchKey would be a lie to a PUT or a DELETE, which S3 never answers with it."""
+    log.warning("refused %s: a symbolic link leads out of the bucket's directory", what)
+    return S3Error("AccessDenied")
+
+
+def inside(paths: BucketPaths, real: str) -> bool:
+    """real, a resolved path, lies in the bucket's directory and outside its system directory."""
+    root = paths.root_str
+    return real.startswith(root + "/") and not f"{real}/".startswith(f"{root}/{RESERVED_DIR}/")
+
+
+def has_link(root: str, path: str) -> bool:
+    """Whether the bucket directory root, or any existing component of path below it, is a symbolic link: one
+    lstat a component, stopping at the first that does not exist (what is created there is a real directory)."""
+    rest = path[len(root) + 1:].rstrip("/") if path.startswith(root + "/") else ""
+    current = root
+    for part in ["", *rest.split("/")] if rest else [""]:
+        if part:
+            current = f"{current}/{part}"
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            return True
+    return False
+
+
+def check_reachable(paths: BucketPaths, path: str, what: str) -> None:
+    """Refuse (AccessDenied) a path under the bucket's directory that a symbolic link takes out of it."""
+    if has_link(paths.root_str, path) and not inside(paths, os.path.realpath(path)):
+        raise link_refused(what)
+
+
+def check_no_links(paths: BucketPaths, path: str) -> None:
+    """Refuse a system path (staging, sidecars, uploads) with any symbolic link on the way: s3cache makes those
+    directories itself and never links them."""
+    if has_link(paths.root_str, path):
+        raise link_refused(path)
+
+
+def check_fd(paths: BucketPaths, fd: int, path: str, what: str) -> None:
+    """Refuse a file opened through a link that leaves the bucket: the kernel's name of the open file decides, so
+    no swap of a link between a check and the open can get past it (without /proc, the path is resolved)."""
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        check_reachable(paths, path, what)
+        return
+    if not inside(paths, real.removesuffix(" (deleted)")):
+        raise link_refused(what)
+
+
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 def read_sidecar(path: Path | str) -> dict[str, Any] | None:
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", opener=_nofollow) as fh:  # a sidecar that is a link is foreign: absent
             loaded = json.loads(fh.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
@@ -93,6 +161,7 @@ def read_sidecar(path: Path | str) -> dict[str, Any] | None:
 def write_sidecar(paths: BucketPaths, key: str, record: dict[str, Any]) -> None:
     """Atomically replace the sidecar of key."""
     target = paths.meta(key)
+    check_no_links(paths, str(target.parent))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = paths.new_tmp()
     tmp.write_bytes(json.dumps(record, separators=(",", ":")).encode())

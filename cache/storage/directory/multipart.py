@@ -30,7 +30,14 @@ from cache.s3.model import (
 )
 from cache.s3.names import check_key
 from cache.storage.base import Body, OpenObject
-from cache.storage.directory.layout import BucketPaths, HashingWriter, read_sidecar, record_for, remove_quietly
+from cache.storage.directory.layout import (
+    BucketPaths,
+    HashingWriter,
+    check_no_links,
+    read_sidecar,
+    record_for,
+    remove_quietly,
+)
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _COPY_CHUNK_BYTES = 8 << 20
@@ -40,10 +47,14 @@ def _no_such_upload(upload_id: str) -> S3Error:
     return S3Error("NoSuchUpload", extra={"UploadId": upload_id})
 
 
+def _nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 def _concatenate(paths: list[Path], target: Path, fsync: bool) -> None:
     with open(target, "wb") as out:
         for path in paths:
-            with open(path, "rb") as part:
+            with open(path, "rb", opener=_nofollow) as part:  # a part that is a link is not a part we wrote
                 shutil.copyfileobj(part, out, _COPY_CHUNK_BYTES)
         if fsync:
             out.flush()
@@ -73,6 +84,7 @@ class Uploads:
         if not _UPLOAD_ID_RE.match(upload_id):
             raise _no_such_upload(upload_id)
         directory = paths.uploads / upload_id
+        check_no_links(paths, str(directory))
         record = read_sidecar(directory / "upload.json")
         if record is None or record.get("key") != key:
             raise _no_such_upload(upload_id)
@@ -84,6 +96,7 @@ class Uploads:
         self.store.check_placeable(paths, key)
         upload_id = uuid.uuid4().hex
         directory = paths.uploads / upload_id
+        check_no_links(paths, str(directory))
         directory.mkdir(parents=True)
         record = {
             "key": key, "initiated": time.time(), "initiator": initiator,
@@ -139,7 +152,7 @@ class Uploads:
         _, directory, _ = self._upload_dir(bucket, key, upload_id)
         parts = []
         for entry in os.scandir(directory):
-            if entry.name.startswith("part-") and entry.name.endswith(".json"):
+            if entry.name.startswith("part-") and entry.name.endswith(".json") and not entry.is_symlink():
                 info = read_sidecar(Path(entry.path))
                 if info is not None:
                     parts.append(PartInfo(int(entry.name[5:10]), int(info["size"]), str(info["etag"]), float(info["time"])))
@@ -187,8 +200,11 @@ class Uploads:
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         paths = self.store.existing_bucket(bucket)
         uploads = []
+        check_no_links(paths, str(paths.uploads))
         if paths.uploads.is_dir():
             for entry in os.scandir(paths.uploads):
+                if entry.is_symlink():
+                    continue
                 record = read_sidecar(Path(entry.path) / "upload.json")
                 if record is not None:
                     uploads.append(UploadInfo(record["key"], entry.name, record["initiated"], record["initiator"]))

@@ -37,6 +37,10 @@ from cache.storage.directory.layout import (
     HashingWriter,
     MemoryObject,
     OpenFile,
+    check_fd,
+    check_no_links,
+    check_reachable,
+    link_refused,
     meta_from_record,
     read_sidecar,
     record_for,
@@ -82,14 +86,21 @@ class DirectoryStore:
 
     def existing_bucket(self, bucket: str) -> BucketPaths:
         paths = self.paths_of(bucket)
-        if not paths.root.is_dir():
+        try:
+            st = os.lstat(paths.root_str)
+        except OSError:
+            raise no_such_bucket(bucket) from None
+        if stat.S_ISLNK(st.st_mode):  # data/b -> /elsewhere: every key of it is outside the data directory
+            raise link_refused(f"bucket {bucket}")
+        if not stat.S_ISDIR(st.st_mode):
             raise no_such_bucket(bucket)
+        check_no_links(paths, str(paths.system))
         return paths
 
     async def list_buckets(self) -> list[BucketInfo]:
         found = []
         for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
-            if entry.is_dir() and bucket_name_error(entry.name) is None:
+            if entry.is_dir() and not entry.is_symlink() and bucket_name_error(entry.name) is None:
                 found.append(BucketInfo(entry.name, entry.stat().st_mtime))
         return found
 
@@ -141,6 +152,7 @@ class DirectoryStore:
     async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta:
         check_key(key)
         paths = self.paths_of(bucket)
+        check_reachable(paths, paths.data_str(key), key)
         try:
             st = os.stat(paths.data_str(key))
         except (FileNotFoundError, NotADirectoryError):
@@ -178,6 +190,7 @@ class DirectoryStore:
         except OSError as exc:
             raise storage_error(exc) from exc
         try:
+            check_fd(paths, fd, path, key)
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise no_such_key(key)
@@ -196,8 +209,9 @@ class DirectoryStore:
     # ---- writes --------------------------------------------------------------------------------
 
     def check_placeable(self, paths: BucketPaths, key: str) -> None:
-        """Fail before reading a body when the key cannot live in the directory tree."""
+        """Fail before reading a body when the key cannot live in the directory tree (or only outside it)."""
         target = paths.data(key)
+        check_reachable(paths, str(target), key)
         for parent in reversed(target.relative_to(paths.root).parents[:-1]):
             candidate = paths.root / parent
             if candidate.exists() and not candidate.is_dir():
@@ -228,6 +242,7 @@ class DirectoryStore:
         """Move a complete temp file into place and write its sidecar; synchronous, so atomic per process."""
         target = paths.data(key)
         try:
+            check_reachable(paths, str(target), key)  # again: a link may have appeared while the body came in
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
@@ -236,6 +251,9 @@ class DirectoryStore:
         except OSError as exc:
             remove_quietly(tmp)
             raise storage_error(exc) from exc
+        except S3Error:
+            remove_quietly(tmp)
+            raise
         st = os.stat(target)
         record["stamp"] = stamp_of(st)
         write_sidecar(paths, key, record)
@@ -245,6 +263,7 @@ class DirectoryStore:
 
     async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject) -> ObjectMeta:
         target = paths.data(key)
+        check_reachable(paths, str(target), key)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -326,6 +345,7 @@ class DirectoryStore:
         check_key(key)
         paths = self.existing_bucket(bucket)
         target = paths.data(key)
+        check_reachable(paths, str(target), key)  # unlink or rmdir through a link would remove what is outside
         self._known.forget(bucket, key)
         try:
             if key.endswith("/"):

@@ -4,6 +4,9 @@ Sorting each directory's children by their key (a directory's key ends in "/") y
 global lexicographic order, so a depth-first walk can stop after max-keys and prune every subtree
 that lies wholly before the marker or outside the prefix. With delimiter "/" a sub-directory is
 returned as a common prefix without being read at all.
+
+A symbolic link is listed only when it resolves inside the bucket's directory (``layout.inside``), and a linked
+directory is walked only when it is not one the walk is already inside (a link to an ancestor would never end).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from cache.s3.listing import paginate
 from cache.s3.model import ListEntry, ListPage, ObjectMeta
 from cache.s3.names import RESERVED_DIR
-from cache.storage.directory.layout import BucketPaths
+from cache.storage.directory.layout import BucketPaths, has_link, inside
 
 MetaFn = Callable[[str, os.stat_result], ObjectMeta]
 
@@ -29,9 +32,18 @@ def _unreachable(prefix_dir: str) -> bool:
     return any(part in ("", ".", "..") or "\x00" in part for part in parts) or (parts[:1] == [RESERVED_DIR])
 
 
+def _followed(paths: BucketPaths, entry: os.DirEntry[str], ancestors: frozenset[str]) -> str | None:
+    """The resolved path of a linked entry when a listing may follow it: inside the bucket, and (for a
+    directory) not one of the directories the walk is in."""
+    real = os.path.realpath(entry.path)
+    if not inside(paths, real) or real in ancestors:
+        return None
+    return real
+
+
 def _walk(
     paths: BucketPaths, directory: Path, dir_key: str, prefix: str, marker: str, collapse: bool,
-    meta: MetaFn, marker_meta: MetaFn,
+    meta: MetaFn, marker_meta: MetaFn, real_dir: str, ancestors: frozenset[str],
 ) -> Iterator[ListEntry | str]:
     try:
         with os.scandir(directory) as scan:
@@ -41,9 +53,11 @@ def _walk(
                     continue
                 try:
                     is_dir = entry.is_dir()
+                    real = _followed(paths, entry, ancestors) if entry.is_symlink() else f"{real_dir}/{entry.name}"
                 except OSError:
                     continue
-                children.append((dir_key + entry.name + ("/" if is_dir else ""), entry, is_dir))
+                if real is not None:
+                    children.append((dir_key + entry.name + ("/" if is_dir else ""), entry, is_dir, real))
     except (FileNotFoundError, NotADirectoryError):
         return
     if dir_key and dir_key.startswith(prefix) and dir_key > marker:
@@ -51,7 +65,7 @@ def _walk(
             m = marker_meta(dir_key, os.stat(directory))
             yield ListEntry(dir_key, 0, m.etag, m.last_modified)
     children.sort(key=lambda child: child[0])
-    for key, entry, is_dir in children:
+    for key, entry, is_dir, real in children:
         if is_dir:
             within = key.startswith(prefix)
             if not within and not prefix.startswith(key):
@@ -61,7 +75,8 @@ def _walk(
             if within and collapse and not (marker > key and marker.startswith(key)):
                 yield key  # a marker inside the subtree must be walked: only keys after it make the prefix
             else:
-                yield from _walk(paths, Path(entry.path), key, prefix, marker, collapse, meta, marker_meta)
+                yield from _walk(paths, Path(entry.path), key, prefix, marker, collapse, meta, marker_meta, real,
+                                 ancestors | {real})
         elif key.startswith(prefix) and key > marker:
             try:
                 st = entry.stat()
@@ -79,5 +94,11 @@ def list_page(
     if _unreachable(start_key):
         return ListPage([], [], False, None)
     start = paths.root / start_key if start_key else paths.root
-    items = _walk(paths, start, start_key, prefix, marker, delimiter == "/", meta, marker_meta)
+    real = str(start).rstrip("/")
+    if has_link(paths.root_str, real):
+        real = os.path.realpath(start)
+        if real != paths.root_str and not inside(paths, real):  # keys under a link out of the bucket: none
+            return ListPage([], [], False, None)
+    ancestors = frozenset({paths.root_str, real})
+    items = _walk(paths, start, start_key, prefix, marker, delimiter == "/", meta, marker_meta, real, ancestors)
     return paginate(items, prefix, delimiter, marker, max_keys)
