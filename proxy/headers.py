@@ -24,6 +24,10 @@ from proxy.xml import http_time
 _META_PREFIX = "x-amz-meta-"
 _NOT_HEADER_TEXT = re.compile("[^\t\x20-\x7e\x80-\xff]")  # what a header value's ISO-8859-1 text cannot hold
 COPY_SOURCE = "x-amz-copy-source"
+# Canned ACLs that leave the bucket owner alone with full control: what a bucket whose Object Ownership is
+# BucketOwnerEnforced (ACLs disabled) accepts, changing nothing.
+OWNER_ONLY_ACLS = frozenset({"private", "bucket-owner-full-control"})
+_GRANT_PREFIX = "x-amz-grant-"
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
     "response-content-language": "content-language",
@@ -56,8 +60,25 @@ def tags_from_header(request: Request) -> dict[str, str]:
     return check_tags(parse_qsl(header, keep_blank_values=True)) if header else {}
 
 
+def acls_disabled() -> S3Error:
+    return S3Error("AccessControlListNotSupported")
+
+
+def check_acl_headers(request: Request) -> bool:
+    """The ACL headers of a request, judged as a bucket-owner-enforced bucket judges them: ``x-amz-acl`` of a
+    canned ACL in OWNER_ONLY_ACLS is accepted and changes nothing; any other canned ACL, or any ``x-amz-grant-*``
+    header, is 400 AccessControlListNotSupported. True when the request named an ACL at all."""
+    acl = request.headers.get("x-amz-acl", "").strip()  # an empty one is no ACL, as S3 takes it
+    if acl and acl not in OWNER_ONLY_ACLS:
+        raise acls_disabled()
+    if any(name.startswith(_GRANT_PREFIX) for name in request.headers):
+        raise acls_disabled()
+    return bool(acl)
+
+
 def new_object(request: Request) -> NewObject:
-    """Stored headers, user metadata and tags of a write, validated as S3 validates them."""
+    """Stored headers, user metadata and tags of a write, validated as S3 validates them (an ACL too)."""
+    check_acl_headers(request)
     headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
     encoding = headers.get("content-encoding")
     if encoding is not None:  # aws-chunked is how the body travelled, not what it is

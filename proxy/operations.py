@@ -18,7 +18,7 @@ from typing import Literal
 
 from cache.s3.errors import S3Error
 from proxy.context import Context
-from proxy.handlers import buckets, listings, multipart, objects, tagging
+from proxy.handlers import acl, buckets, listings, multipart, objects, tagging
 from proxy.headers import COPY_SOURCE
 from proxy.http import Request, Response
 
@@ -28,8 +28,9 @@ RouteKey = tuple[str, Level, str]  # (method, level, selector)
 # What an operation does to the data, for access rules: "read" an object's bytes or metadata; "list" a bucket
 # (or the buckets), including the bucket-level probes clients make to find one (HeadBucket, GetBucketLocation,
 # GetBucketVersioning); "write" an object (or create a bucket); "delete" objects (or a bucket); anything of a
-# "multipart" upload; "tagging" of an object or a bucket. Whether it changes anything is `Operation.writes`.
-Access = Literal["read", "list", "write", "delete", "multipart", "tagging"]
+# "multipart" upload; "tagging" of an object or a bucket; the "acl" of one (never more than the owner's, but a
+# PutBucketAcl is a write all the same). Whether it changes anything is `Operation.writes`.
+Access = Literal["read", "list", "write", "delete", "multipart", "tagging", "acl"]
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -94,6 +95,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GetBucketTagging", ("GET", "bucket", "tagging"), tagging.get_bucket_tagging, "tagging"),
     Operation("PutBucketTagging", ("PUT", "bucket", "tagging"), tagging.put_bucket_tagging, "tagging"),
     Operation("DeleteBucketTagging", ("DELETE", "bucket", "tagging"), tagging.delete_bucket_tagging, "tagging"),
+    Operation("GetBucketAcl", ("GET", "bucket", "acl"), acl.get_bucket_acl, "acl", write_only_ok=True),
+    Operation("PutBucketAcl", ("PUT", "bucket", "acl"), acl.put_bucket_acl, "acl"),
+    Operation("GetBucketOwnershipControls", ("GET", "bucket", "ownershipControls"),
+              acl.get_bucket_ownership_controls, "list", write_only_ok=True),
     # object
     Operation("GetObject", ("GET", "object", ""), objects.get_object, "read", redirectable=True),
     Operation("HeadObject", ("HEAD", "object", ""), objects.head_object, "read", redirectable=True),
@@ -112,6 +117,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GetObjectTagging", ("GET", "object", "tagging"), tagging.get_object_tagging, "tagging"),
     Operation("PutObjectTagging", ("PUT", "object", "tagging"), tagging.put_object_tagging, "tagging"),
     Operation("DeleteObjectTagging", ("DELETE", "object", "tagging"), tagging.delete_object_tagging, "tagging"),
+    Operation("GetObjectAcl", ("GET", "object", "acl"), acl.get_object_acl, "acl"),
+    Operation("PutObjectAcl", ("PUT", "object", "acl"), acl.put_object_acl, "acl"),
 )
 BY_ROUTE: dict[tuple[str, str, str], Operation] = {operation.route: operation for operation in OPERATIONS}  # dispatch
 BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}
@@ -119,7 +126,8 @@ BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPER
 # Sub-resources s3cache answers only a call or two of (the configuration probes, ACLs): one of them is the
 # request's only selector, or the request is 501 (``?acl&uploadId=`` is not an UploadPart).
 EXCLUSIVE = frozenset({
-    "cors", "encryption", "lifecycle", "policy", "publicAccessBlock", "replication", "website",
+    "acl", "cors", "encryption", "lifecycle", "ownershipControls", "policy", "publicAccessBlock", "replication",
+    "website",
 })
 # Query keywords that select an operation, in the order they decide ("uploadId" wins over "tagging").
 SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning",
@@ -127,9 +135,9 @@ SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions"
 
 # S3 sub-resources s3cache does not serve: asking for one is 501, never a silent wrong answer.
 UNSUPPORTED = frozenset({
-    "accelerate", "acl", "analytics", "attributes", "intelligent-tiering", "inventory", "legal-hold", "logging",
-    "metadataTable", "metrics", "notification", "object-lock", "ownershipControls", "partNumber", "policyStatus",
-    "requestPayment", "restore", "retention", "select", "session", "torrent", "renameObject",
+    "accelerate", "analytics", "attributes", "intelligent-tiering", "inventory", "legal-hold", "logging",
+    "metadataTable", "metrics", "notification", "object-lock", "partNumber", "policyStatus", "requestPayment",
+    "restore", "retention", "select", "session", "torrent", "renameObject",
 })
 # S3 operations on sub-resources s3cache serves only in part: also 501, not 405 (a method S3 does not have).
 # Any other method or level of an EXCLUSIVE sub-resource is 501 as well.
@@ -149,6 +157,8 @@ UNSUPPORTED_ROUTES = {
     ("DELETE", "bucket", "website"): "DeleteBucketWebsite",
     ("PUT", "bucket", "replication"): "PutBucketReplication",
     ("DELETE", "bucket", "replication"): "DeleteBucketReplication",
+    ("PUT", "bucket", "ownershipControls"): "PutBucketOwnershipControls",
+    ("DELETE", "bucket", "ownershipControls"): "DeleteBucketOwnershipControls",
 }
 
 

@@ -11,6 +11,7 @@ from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.names import check_bucket
 from proxy.body import read_xml_body
 from proxy.context import OWNER_ID, Context
+from proxy.headers import check_acl_headers
 from proxy.http import Request, Response
 from proxy.xml import document, iso_time, parse, tag
 
@@ -81,6 +82,7 @@ async def create_bucket(ctx: Context, request: Request) -> Response:
     re-creating a bucket you own is 200 in us-east-1 and 409 BucketAlreadyOwnedByYou elsewhere, as S3 answers
     in the region the worker reports, whatever the store behind would say."""
     check_bucket(request.bucket)
+    check_acl_headers(request)  # ACLs disabled: only an owner-only canned ACL, which changes nothing
     body = await read_xml_body(request)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # well-formed is all we need: there is one region

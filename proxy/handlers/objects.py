@@ -9,6 +9,7 @@ from proxy.conditions import check_preconditions, parse_range, range_start
 from proxy.context import Context
 from proxy.headers import (
     apply_response_overrides,
+    check_acl_headers,
     check_version_id,
     copy_source,
     new_object,
@@ -107,6 +108,7 @@ def _directive(request: Request, header: str) -> str:
 
 
 async def copy_object(ctx: Context, request: Request) -> Response:
+    check_acl_headers(request)  # whatever the metadata directive
     src_bucket, src_key = copy_source(request)
     metadata_directive = _directive(request, "x-amz-metadata-directive")
     tagging_directive = _directive(request, "x-amz-tagging-directive")

@@ -59,6 +59,10 @@ def operation(method: str, path: str, query: str = "", headers: dict[str, str] |
         ("GET", "/b", "publicAccessBlock", None, "GetPublicAccessBlock"),
         ("GET", "/b", "website", None, "GetBucketWebsite"),
         ("GET", "/b", "replication", None, "GetBucketReplication"),
+        ("GET", "/b", "acl", None, "GetBucketAcl"),
+        ("PUT", "/b", "acl", None, "PutBucketAcl"),
+        ("PUT", "/b", "acl", {"x-amz-acl": "private"}, "PutBucketAcl"),
+        ("GET", "/b", "ownershipControls", None, "GetBucketOwnershipControls"),
         # object
         ("GET", "/b/k", "", None, "GetObject"),
         ("GET", "/b/a/b/c.txt", "", None, "GetObject"),
@@ -81,6 +85,10 @@ def operation(method: str, path: str, query: str = "", headers: dict[str, str] |
         ("GET", "/b/k", "tagging", None, "GetObjectTagging"),
         ("PUT", "/b/k", "tagging", None, "PutObjectTagging"),
         ("DELETE", "/b/k", "tagging", None, "DeleteObjectTagging"),
+        ("GET", "/b/k", "acl", None, "GetObjectAcl"),
+        ("GET", "/b/k", "acl&versionId=null", None, "GetObjectAcl"),
+        ("PUT", "/b/k", "acl", None, "PutObjectAcl"),
+        ("PUT", "/b/k", "acl", COPY, "PutObjectAcl"),  # a copy header does not make an ACL a copy
         ("PUT", "/b/k", "tagging", COPY, "PutObjectTagging"),  # a copy header does not make tagging a copy
         # "uploadId" decides over "tagging"
         ("PUT", "/b/k", "tagging&uploadId=abc&partNumber=1", None, "UploadPart"),
@@ -112,9 +120,11 @@ def test_addressing_of_the_request() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "query"),
     [
-        ("GET", "/b", "acl"),
-        ("PUT", "/b", "acl"),
-        ("GET", "/b/k", "acl"),
+        ("DELETE", "/b", "acl"),  # ACLs are read and (owner-only) put, never deleted
+        ("DELETE", "/b/k", "acl"),
+        ("PUT", "/b", "ownershipControls"),
+        ("DELETE", "/b", "ownershipControls"),
+        ("GET", "/b/k", "ownershipControls"),
         ("PUT", "/b", "versioning"),  # PutBucketVersioning: s3cache keeps no versions
         # the configuration probes are answered; setting or deleting a configuration is not
         ("PUT", "/b", "policy"),
