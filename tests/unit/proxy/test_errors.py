@@ -11,6 +11,17 @@ from proxy.errors import error_response, internal_error
 
 # code -> HTTP status, from AWS's S3 error code list
 AWS_STATUS = {
+    "MalformedACLError": 400,
+    "MissingSecurityHeader": 400,
+    "UnexpectedContent": 400,
+    "AccessControlListNotSupported": 400,
+    "NoSuchBucketPolicy": 404,
+    "NoSuchCORSConfiguration": 404,
+    "NoSuchLifecycleConfiguration": 404,
+    "NoSuchPublicAccessBlockConfiguration": 404,
+    "NoSuchWebsiteConfiguration": 404,
+    "ReplicationConfigurationNotFoundError": 404,
+    "ServerSideEncryptionConfigurationNotFoundError": 404,
     "AccessDenied": 403,
     "InvalidAccessKeyId": 403,
     "RequestTimeTooSkewed": 403,
