@@ -49,6 +49,16 @@ class ServerSettings(_Section):
     processes: int = Field(1, ge=1, le=64, description="uvicorn worker processes; one per core is the sweet spot.")
     region: str = Field("us-east-1", description="Region reported by GetBucketLocation and x-amz-bucket-region.")
     keepalive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive timeout of client connections.")
+    max_header_bytes: Bytes = Field(8192, ge=1024, description="Largest request header section (the sum of each "
+                                    "header's name and value): S3's 8 KiB; larger is 400 RequestHeaderSectionTooLarge.")
+    max_headers: int = Field(100, ge=16, description="Most request headers (Apache's LimitRequestFields); more is "
+                             "400 RequestHeaderSectionTooLarge.")
+    header_timeout_s: float = Field(20.0, gt=0, description="A request's headers must all arrive within this of its "
+                                    "first byte, or the connection is closed.")
+    keepalive_idle_s: float = Field(20.0, gt=0, description="A new connection that sends no request within this is "
+                                    "closed (keepalive_timeout_s is the idle time allowed after a request).")
+    max_connections: int = Field(1000, ge=1, description="Open client connections (and requests in flight) per "
+                                 "process; requests beyond it are answered 503 (uvicorn's limit_concurrency).")
 
 
 class StorageSettings(_Section):
