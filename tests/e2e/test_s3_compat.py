@@ -9,9 +9,13 @@ contract): the calls SDKs and tools make besides reads and writes, and the retri
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -325,3 +329,178 @@ def test_setting_a_configuration_via_boto3_is_not_implemented(s3: Any, bucket: s
     with pytest.raises(ClientError) as exc:
         s3.delete_bucket_cors(Bucket=bucket)
     assert _error(exc) == (501, "NotImplemented", "DeleteBucketCors is not implemented by s3cache")
+
+
+# ---- 3. a CompleteMultipartUpload retried after a lost answer -----------------------------------------------
+
+MIB = 1 << 20
+NO_SUCH_UPLOAD = ("The specified multipart upload does not exist. The upload ID might be invalid, or the multipart "
+                  "upload might have been aborted or completed.")
+
+
+def _multipart_etag(parts: list[bytes]) -> str:
+    joined = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f'"{hashlib.md5(joined).hexdigest()}-{len(parts)}"'
+
+
+def _upload(s3: Any, bucket: str, key: str, datas: list[bytes]) -> tuple[str, list[dict[str, Any]]]:
+    upload_id: str = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=n,
+                                                      Body=data)["ETag"]}
+             for n, data in enumerate(datas, start=1)]
+    return upload_id, parts
+
+
+def _complete_body(parts: list[dict[str, Any]]) -> bytes:
+    return ("<CompleteMultipartUpload>" + "".join(
+        f"<Part><PartNumber>{p['PartNumber']}</PartNumber><ETag>{p['ETag']}</ETag></Part>" for p in parts)
+        + "</CompleteMultipartUpload>").encode()
+
+
+@pytest.fixture(scope="module")
+def two_parts() -> list[bytes]:
+    return [os.urandom(5 * MIB), os.urandom(MIB // 2)]
+
+
+def test_a_repeated_complete_answers_the_same_etag(s3: Any, bucket: str, two_parts: list[bytes]) -> None:
+    upload_id, parts = _upload(s3, bucket, "big", two_parts)
+    first = s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    assert first["ETag"] == _multipart_etag(two_parts)
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts})
+    assert (again["ETag"], again["Bucket"], again["Key"]) == (first["ETag"], bucket, "big")
+    got = s3.get_object(Bucket=bucket, Key="big")
+    assert (got["ETag"], got["Body"].read()) == (first["ETag"], b"".join(two_parts))
+    # The upload itself is gone: no parts to list, nothing to continue, not listed.
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=bucket, Key="big", UploadId=upload_id)
+    assert _error(exc)[:2] == (404, "NoSuchUpload")
+    with pytest.raises(ClientError) as exc:
+        s3.upload_part(Bucket=bucket, Key="big", UploadId=upload_id, PartNumber=1, Body=b"late")
+    assert _error(exc)[:2] == (404, "NoSuchUpload")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_repeated_complete_answers_the_s3_document(http: httpx.Client, s3: Any, bucket: str,
+                                                     two_parts: list[bytes]) -> None:
+    upload_id, parts = _upload(s3, bucket, "dir/big", two_parts)
+    answers = [http.post(f"/{bucket}/dir/big", params={"uploadId": upload_id}, content=_complete_body(parts))
+               for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200], answers[-1].text
+    assert answers[0].content == answers[1].content
+    root = ET.fromstring(answers[1].content)
+    assert root.tag == f"{NS}CompleteMultipartUploadResult"
+    assert {child.tag[len(NS):]: child.text for child in root} == {
+        "Location": f"/{bucket}/dir/big", "Bucket": bucket, "Key": "dir/big", "ETag": _multipart_etag(two_parts)}
+
+
+@pytest.mark.not_on_origin(reason="moto answers a repeated Complete with the first one's ETag whatever parts it "
+                                  "names; over an origin, s3cache passes on what the origin answers")
+def test_a_repeated_complete_with_other_parts_is_no_such_upload(http: httpx.Client, s3: Any, bucket: str,
+                                                                 two_parts: list[bytes]) -> None:
+    upload_id, parts = _upload(s3, bucket, "big", two_parts)
+    s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload_id, MultipartUpload={"Parts": parts})
+    for other in (parts[:1], [parts[0], {"PartNumber": 2, "ETag": f'"{hashlib.md5(b"other").hexdigest()}"'}]):
+        response = http.post(f"/{bucket}/big", params={"uploadId": upload_id}, content=_complete_body(other))
+        assert response.status_code == 404, response.text
+        assert _error_body(response) == {"Code": "NoSuchUpload", "Message": NO_SUCH_UPLOAD, "UploadId": upload_id,
+                                         "Resource": f"/{bucket}/big"}
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == b"".join(two_parts)  # untouched
+
+
+def test_a_complete_of_an_upload_never_created_is_no_such_upload(http: httpx.Client, s3: Any, bucket: str) -> None:
+    upload_id = uuid.uuid4().hex
+    part = [{"PartNumber": 1, "ETag": f'"{hashlib.md5(b"x").hexdigest()}"'}]
+    response = http.post(f"/{bucket}/never", params={"uploadId": upload_id}, content=_complete_body(part))
+    assert response.status_code == 404, response.text
+    assert _error_body(response) == {"Code": "NoSuchUpload", "Message": NO_SUCH_UPLOAD, "UploadId": upload_id,
+                                     "Resource": f"/{bucket}/never"}
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(Bucket=bucket, Key="never", UploadId=upload_id, MultipartUpload={"Parts": part})
+    assert _error(exc) == (404, "NoSuchUpload", NO_SUCH_UPLOAD)
+
+
+# ---- 4. a part re-sent while its first upload is still in flight ----------------------------------------------
+
+def test_the_part_that_finishes_last_is_the_part(worker: Worker, s3: Any, bucket: str) -> None:
+    """A client sends part 1, times out and sends it again; the first send finishes after the second: S3 keeps
+    the one that finished last, and Complete takes that one's ETag (and refuses the other's)."""
+    key = "resent"
+    upload_id: str = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    first, resent, last = os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(MIB)
+    half = threading.Event()
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield first[: len(first) // 2]
+        half.set()
+        assert release.wait(30)
+        yield first[len(first) // 2:]
+
+    answer: dict[str, httpx.Response] = {}
+
+    def send_first() -> None:
+        with httpx.Client(base_url=worker.url, headers=AUTH, timeout=60) as client:
+            answer["first"] = client.put(f"/{bucket}/{key}", params={"partNumber": "1", "uploadId": upload_id},
+                                         content=slow_body(), headers={"content-length": str(len(first))})
+
+    sender = threading.Thread(target=send_first)
+    sender.start()
+    try:
+        assert half.wait(30)
+        resent_etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=resent)["ETag"]
+        assert resent_etag == f'"{hashlib.md5(resent).hexdigest()}"'
+    finally:
+        release.set()
+        sender.join(60)
+    assert answer["first"].status_code == 200, answer["first"].text
+    first_etag = answer["first"].headers["etag"]
+    assert first_etag == f'"{hashlib.md5(first).hexdigest()}"'
+    last_etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=last)["ETag"]
+    listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["ETag"], p["Size"]) for p in listed] == [(1, first_etag, 5 * MIB),
+                                                                         (2, last_etag, MIB)]
+    with pytest.raises(ClientError) as exc:  # the part that finished first is no longer the part
+        s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": resent_etag}, {"PartNumber": 2, "ETag": last_etag}]})
+    assert _error(exc)[:2] == (400, "InvalidPart")
+    done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": first_etag}, {"PartNumber": 2, "ETag": last_etag}]})
+    assert done["ETag"] == _multipart_etag([first, last])
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == first + last
+
+
+def test_a_completed_upload_keeps_only_its_completion_record(data_dir: Path, s3: Any, bucket: str,
+                                                              two_parts: list[bytes]) -> None:
+    """Directory backend: once completed, an upload's staging holds its completion record alone (the parts are
+    gone), and a part sent twice left one file of bytes, not two."""
+    upload_id: str = s3.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    staging = data_dir / bucket / ".s3cache" / "uploads" / upload_id
+    s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=1, Body=b"first send" * 1000)
+    etag = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=1, Body=two_parts[0])["ETag"]
+    assert sorted(p.name.split(".")[0] for p in staging.iterdir()) == ["part-00001", "part-00001", "upload"]
+    last = s3.upload_part(Bucket=bucket, Key="k", UploadId=upload_id, PartNumber=2, Body=two_parts[1])["ETag"]
+    parts = [{"PartNumber": 1, "ETag": etag}, {"PartNumber": 2, "ETag": last}]
+    s3.complete_multipart_upload(Bucket=bucket, Key="k", UploadId=upload_id, MultipartUpload={"Parts": parts})
+    assert [p.name for p in staging.iterdir()] == ["completed.json"]
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"".join(two_parts)
+
+
+def test_a_complete_the_origin_no_longer_knows_is_answered_from_the_key(backend: str, s3: Any, bucket: str,
+                                                                      two_parts: list[bytes]) -> None:
+    """Over an origin: an upload the origin does not know (S3 forgets completed uploads) whose parts make the
+    ETag the key holds is a Complete that already happened: 200 with that ETag."""
+    if backend != "s3":
+        pytest.skip("the origin's answer to an upload it no longer has: origin backend only")
+    upload_id, parts = _upload(s3, bucket, "big", two_parts)
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=upload_id,
+                                        MultipartUpload={"Parts": parts})
+    forgotten = uuid.uuid4().hex  # what the origin says of an upload it has forgotten: no such upload
+    again = s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=forgotten,
+                                         MultipartUpload={"Parts": parts})
+    assert again["ETag"] == done["ETag"] == _multipart_etag(two_parts)
+    with pytest.raises(ClientError) as exc:  # other parts: not what the key holds
+        s3.complete_multipart_upload(Bucket=bucket, Key="big", UploadId=forgotten,
+                                     MultipartUpload={"Parts": parts[:1]})
+    assert _error(exc) == (404, "NoSuchUpload", NO_SUCH_UPLOAD)

@@ -1,7 +1,13 @@
 """Multipart uploads on the directory under storage, staged inside the bucket's system directory.
 
-``.s3cache/uploads/<id>/upload.json`` holds what CreateMultipartUpload was told; each part is a file
-``part-NNNNN`` with a ``part-NNNNN.json`` beside it (written after the part, so a listed part is whole).
+``.s3cache/uploads/<id>/upload.json`` holds what CreateMultipartUpload was told. Each part is written to a temp
+file, renamed to a name of its own (``part-NNNNN.<hex>``), and then made the part by one atomic rename of its
+record ``part-NNNNN.json``, which names that file: of two uploads of one part, the one that finishes last is the
+part, its bytes and its ETag together, whatever the order they started in (a client re-sending a part whose
+first send is still in flight). A record without a file name is of a part staged as ``part-NNNNN``.
+
+A completed upload leaves ``completed.json`` (its key, its part list, its ETag) in place of the rest for
+COMPLETED_KEEP_S, so a Complete retried after a lost answer is 200 with the same ETag, as S3 answers it.
 State lives on disk only, so an upload survives a restart and any process serving the directory can
 continue it.
 """
@@ -41,6 +47,10 @@ from cache.storage.directory.layout import (
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _COPY_CHUNK_BYTES = 8 << 20
+UPLOAD_RECORD = "upload.json"
+COMPLETED_RECORD = "completed.json"
+COMPLETED_KEEP_S = 3600.0  # how long a completed upload still answers a repeated Complete
+_SWEEP_EVERY_S = 60.0  # completed records older than COMPLETED_KEEP_S are looked for at most this often
 
 
 def _no_such_upload(upload_id: str) -> S3Error:
@@ -49,6 +59,49 @@ def _no_such_upload(upload_id: str) -> S3Error:
 
 def _nofollow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _write_record(directory: Path, name: str, record: dict[str, Any], tmp: Path) -> None:
+    """Atomically replace directory/name with record, written first to tmp (a name no other writer uses)."""
+    tmp.write_text(json.dumps(record))
+    try:
+        os.replace(tmp, directory / name)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def _retire(directory: Path) -> None:
+    """Everything of a completed upload but its completion record: the upload record first (so nothing can
+    continue it), then the parts."""
+    remove_quietly(directory / UPLOAD_RECORD)
+    for entry in os.scandir(directory):
+        if entry.name != COMPLETED_RECORD:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, True)
+            else:
+                remove_quietly(Path(entry.path))
+
+
+def _sweep(uploads: Path, now: float) -> None:
+    """Remove the uploads completed more than COMPLETED_KEEP_S ago."""
+    try:
+        entries = list(os.scandir(uploads))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_symlink() or not _UPLOAD_ID_RE.match(entry.name):
+            continue
+        try:
+            completed = os.stat(Path(entry.path) / COMPLETED_RECORD, follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if now - completed > COMPLETED_KEEP_S:
+            shutil.rmtree(entry.path, True)
+
+
+def _part_list(parts: list[tuple[int, str]]) -> list[list[Any]]:
+    return [[number, etag.strip().strip('"')] for number, etag in parts]
 
 
 def _concatenate(paths: list[Path], target: Path, fsync: bool) -> None:
@@ -78,14 +131,19 @@ class Uploads:
 
     def __init__(self, store: UploadHost) -> None:
         self.store = store
+        self._next_sweep = 0.0
 
-    def _upload_dir(self, bucket: str, key: str, upload_id: str) -> tuple[BucketPaths, Path, dict[str, Any]]:
+    def _upload_path(self, bucket: str, upload_id: str) -> tuple[BucketPaths, Path]:
         paths = self.store.existing_bucket(bucket)
         if not _UPLOAD_ID_RE.match(upload_id):
             raise _no_such_upload(upload_id)
         directory = paths.uploads / upload_id
         check_no_links(paths, str(directory))
-        record = read_sidecar(directory / "upload.json")
+        return paths, directory
+
+    def _upload_dir(self, bucket: str, key: str, upload_id: str) -> tuple[BucketPaths, Path, dict[str, Any]]:
+        paths, directory = self._upload_path(bucket, upload_id)
+        record = read_sidecar(directory / UPLOAD_RECORD)
         if record is None or record.get("key") != key:
             raise _no_such_upload(upload_id)
         return paths, directory, record
@@ -102,20 +160,30 @@ class Uploads:
             "key": key, "initiated": time.time(), "initiator": initiator,
             "headers": new.headers, "user": new.user_metadata, "tags": new.tags,
         }
-        tmp = directory / "upload.json.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, directory / "upload.json")
+        _write_record(directory, UPLOAD_RECORD, record, directory / f"{UPLOAD_RECORD}.tmp")
         return upload_id
 
-    async def _store_part(self, directory: Path, number: int, writer: HashingWriter) -> PartInfo:
+    async def _store_part(self, paths: BucketPaths, directory: Path, upload_id: str, number: int,
+                          writer: HashingWriter) -> PartInfo:
+        """Make a written part the part: its bytes under a name of its own, then its record naming them, in one
+        rename (the last to finish wins, bytes and ETag together); the bytes it replaces are removed."""
         etag = await writer.finish()
         name = f"part-{number:05d}"
-        os.replace(writer.path, directory / name)
+        data = f"{name}.{writer.path.name}"  # the temp file's name is unique: so is this
+        try:
+            os.replace(writer.path, directory / data)
+        except FileNotFoundError:  # the upload was completed or aborted meanwhile
+            raise _no_such_upload(upload_id) from None
+        previous = read_sidecar(directory / f"{name}.json")
         now = time.time()
-        info = {"etag": etag, "size": writer.size, "time": now}
-        tmp = directory / f"{name}.json.tmp"
-        tmp.write_text(json.dumps(info))
-        os.replace(tmp, directory / f"{name}.json")
+        try:
+            _write_record(directory, f"{name}.json", {"etag": etag, "size": writer.size, "time": now, "file": data},
+                          paths.new_tmp())
+        except FileNotFoundError:
+            remove_quietly(directory / data)
+            raise _no_such_upload(upload_id) from None
+        if previous is not None:  # never the file just named: each file is named by one record only
+            remove_quietly(directory / str(previous.get("file", name)))
         return PartInfo(number, writer.size, etag, now)
 
     async def upload_part(
@@ -126,7 +194,7 @@ class Uploads:
         try:
             async for chunk in body:
                 await writer.feed(chunk)
-            return await self._store_part(directory, number, writer)
+            return await self._store_part(paths, directory, upload_id, number, writer)
         except BaseException:
             writer.discard()
             raise
@@ -141,38 +209,62 @@ class Uploads:
         try:
             async for chunk in source.iter_range(start, end, 4 << 20):
                 await writer.feed(chunk)
-            return await self._store_part(directory, number, writer)
+            return await self._store_part(paths, directory, upload_id, number, writer)
         except BaseException:
             writer.discard()
             raise
         finally:
             source.close()
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        _, directory, _ = self._upload_dir(bucket, key, upload_id)
-        parts = []
+    @staticmethod
+    def _parts(directory: Path) -> dict[int, tuple[PartInfo, Path]]:
+        """The parts of an upload by number, each with the file holding its bytes."""
+        parts = {}
         for entry in os.scandir(directory):
             if entry.name.startswith("part-") and entry.name.endswith(".json") and not entry.is_symlink():
                 info = read_sidecar(Path(entry.path))
                 if info is not None:
-                    parts.append(PartInfo(int(entry.name[5:10]), int(info["size"]), str(info["etag"]), float(info["time"])))
-        return sorted(parts, key=lambda p: p.number)
+                    number = int(entry.name[5:10])
+                    part = PartInfo(number, int(info["size"]), str(info["etag"]), float(info["time"]))
+                    parts[number] = (part, directory / str(info.get("file", entry.name[:10])))
+        return parts
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        _, directory, _ = self._upload_dir(bucket, key, upload_id)
+        return [part for part, _ in sorted(self._parts(directory).values(), key=lambda p: p[0].number)]
+
+    @staticmethod
+    def _completed(directory: Path, key: str, upload_id: str, parts: list[tuple[int, str]]) -> ObjectMeta | None:
+        """A Complete repeated after the upload was completed: the ETag it was completed with, when it names the
+        same parts (S3 answers a retried Complete so); NoSuchUpload when not; None when it was not completed."""
+        done = read_sidecar(directory / COMPLETED_RECORD)
+        if done is None:
+            return None
+        if done.get("key") != key or done.get("parts") != _part_list(parts):
+            raise _no_such_upload(upload_id)
+        return ObjectMeta(key=key, size=int(done["size"]), etag=str(done["etag"]), last_modified=float(done["time"]),
+                          parts_count=len(parts))
 
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]],
         conditions: WriteConditions,
     ) -> ObjectMeta:
+        _, directory = self._upload_path(bucket, upload_id)
+        repeated = self._completed(directory, key, upload_id, parts)
+        if repeated is not None:
+            return repeated
         paths, directory, record = self._upload_dir(bucket, key, upload_id)
         if not parts:
             raise S3Error("MalformedXML", "You must specify at least one part")
         numbers = [number for number, _ in parts]
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise S3Error("InvalidPartOrder", extra={"UploadId": upload_id})
-        stored = {part.number: part for part in await self.list_parts(bucket, key, upload_id)}
+        stored = self._parts(directory)
         digest = hashlib.md5()
+        files, size = [], 0
         for index, (number, etag) in enumerate(parts):
-            part = stored.get(number)
-            if part is None or etag.strip('"') != part.etag:
+            part, file = stored.get(number, (None, None))
+            if part is None or file is None or etag.strip().strip('"') != part.etag:
                 raise S3Error("InvalidPart", extra={"UploadId": upload_id, "PartNumber": str(number),
                                                     "ETag": etag})
             if index < len(parts) - 1 and part.size < MIN_PART_SIZE_BYTES:
@@ -180,17 +272,34 @@ class Uploads:
                                                        "MinSizeAllowed": str(MIN_PART_SIZE_BYTES),
                                                        "PartNumber": str(number), "ETag": part.etag})
             digest.update(bytes.fromhex(part.etag))
+            files.append(file)
+            size += part.size
         await self.store.check_conditions(bucket, key, conditions)
         tmp = paths.new_tmp()
         try:
-            await asyncio.to_thread(
-                _concatenate, [directory / f"part-{n:05d}" for n in numbers], tmp, self.store.fsync)
+            await asyncio.to_thread(_concatenate, files, tmp, self.store.fsync)
+        except FileNotFoundError:  # a part gone under us: a Complete of the same upload finished first...
+            remove_quietly(tmp)
+            repeated = self._completed(directory, key, upload_id, parts)
+            if repeated is not None:
+                return repeated
+            if read_sidecar(directory / UPLOAD_RECORD) is None:  # ...or it was aborted
+                raise _no_such_upload(upload_id) from None
+            # ...or a part was uploaded again while this Complete read it: the ETag it named is no longer the part's
+            raise S3Error("InvalidPart", extra={"UploadId": upload_id}) from None
         except BaseException:
             remove_quietly(tmp)
             raise
+        etag = f"{digest.hexdigest()}-{len(parts)}"
         new = NewObject(record.get("headers", {}), record.get("user", {}), record.get("tags", {}))
-        meta = self.store.commit(bucket, paths, key, tmp, record_for(f"{digest.hexdigest()}-{len(parts)}", new, len(parts)))
-        await asyncio.to_thread(shutil.rmtree, directory, True)
+        meta = self.store.commit(bucket, paths, key, tmp, record_for(etag, new, len(parts)))
+        done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified}
+        _write_record(directory, COMPLETED_RECORD, done, paths.new_tmp())
+        await asyncio.to_thread(_retire, directory)
+        now = time.time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_EVERY_S
+            await asyncio.to_thread(_sweep, paths.uploads, now)
         return meta
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:

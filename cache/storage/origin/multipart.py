@@ -2,10 +2,15 @@
 
 The store delegates them here and lends its wire (signed, retried ``request``) and its HEAD; nothing of an
 upload is kept on this side: the origin holds the upload and its parts.
+
+A Complete the origin answers NoSuchUpload (or a 500, when the origin then knows no such upload: moto's answer
+to one it never had) is a Complete retried after a lost answer when the key's ETag is the one the parts named
+make (md5 of their md5s, ``-N``): 200 with that ETag, as S3 answers a retried Complete; else 404 NoSuchUpload.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import quote
@@ -15,6 +20,21 @@ from cache.s3.model import NewObject, ObjectMeta, PartInfo, UploadInfo, WriteCon
 from cache.s3.xml import parse_xml
 from cache.storage.base import Body
 from cache.storage.origin.wire import condition_headers, http_epoch, iso_epoch, object_write_headers
+
+
+def _no_such_upload(upload_id: str) -> S3Error:
+    return S3Error("NoSuchUpload", extra={"UploadId": upload_id})
+
+
+def multipart_etag(etags: list[str]) -> str | None:
+    """The ETag S3 gives the object a Complete of parts with these ETags makes; None when one is not an MD5."""
+    try:
+        digests = [bytes.fromhex(etag.strip().strip('"')) for etag in etags]
+    except ValueError:
+        return None
+    if not digests or any(len(digest) != 16 for digest in digests):
+        return None
+    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
 
 
 class Answer(Protocol):
@@ -43,6 +63,35 @@ class Uploads:
     def __init__(self, store: UploadHost) -> None:
         self.store = store
 
+    async def _unknown(self, bucket: str, key: str, upload_id: str, error: S3Error) -> bool:
+        """Whether an error of a call on an upload means the origin has no such upload: NoSuchUpload, or a 500
+        the origin answered after which its ListParts says NoSuchUpload (moto answers 500 to an UploadPart or a
+        Complete of an upload it does not have). An origin out of reach is asked nothing more."""
+        if error.code == "NoSuchUpload":
+            return True
+        if error.status != 500:
+            return False
+        try:
+            await self.store.request("GET", bucket, key, query={"uploadId": upload_id, "max-parts": "1"})
+        except S3Error as probe:
+            return probe.code == "NoSuchUpload"
+        return False
+
+    async def _completed(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> ObjectMeta:
+        """The object a Complete of an upload the origin no longer has made, when the key holds it: a repeated
+        Complete (its answer lost) is 200 with the same ETag. NoSuchUpload when the key holds something else."""
+        expected = multipart_etag([etag for _, etag in parts])
+        if expected is not None:
+            try:
+                meta = await self.store.head_object(bucket, key)
+            except S3Error as error:
+                if error.code != "NoSuchKey":
+                    raise
+            else:
+                if meta.etag == expected:
+                    return meta
+        raise _no_such_upload(upload_id)
+
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
         response = await self.store.request("POST", bucket, key, query={"uploads": ""},
                                             headers=object_write_headers(new), idempotent=False)
@@ -52,8 +101,14 @@ class Uploads:
         self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
     ) -> PartInfo:
         headers = {"content-length": str(size)} if size is not None else {}
-        response = await self.store.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
-                                            headers=headers, body=body, idempotent=False)
+        try:
+            response = await self.store.request("PUT", bucket, key, query={"partNumber": str(number),
+                                                                           "uploadId": upload_id},
+                                                headers=headers, body=body, idempotent=False)
+        except S3Error as error:
+            if error.code != "NoSuchUpload" and await self._unknown(bucket, key, upload_id, error):
+                raise _no_such_upload(upload_id) from None
+            raise
         return PartInfo(number, size or 0, response.headers.get("etag", "").strip('"'),
                         http_epoch(response.headers.get("date")))
 
@@ -62,8 +117,13 @@ class Uploads:
     ) -> PartInfo:
         headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}",
                    "x-amz-copy-source-range": f"bytes={start}-{end - 1}"}
-        response = await self.store.request("PUT", bucket, key, query={"partNumber": str(number), "uploadId": upload_id},
-                                            headers=headers)
+        try:
+            response = await self.store.request("PUT", bucket, key, query={"partNumber": str(number),
+                                                                           "uploadId": upload_id}, headers=headers)
+        except S3Error as error:
+            if error.code != "NoSuchUpload" and await self._unknown(bucket, key, upload_id, error):
+                raise _no_such_upload(upload_id) from None
+            raise
         root = parse_xml(response.content)
         return PartInfo(number, end - start, (root.findtext("ETag") or "").strip('"'),
                         iso_epoch(root.findtext("LastModified")))
@@ -74,8 +134,13 @@ class Uploads:
         body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag></Part>"
                        for n, etag in parts)
         document = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
-        response = await self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
-                                            headers=condition_headers(conditions), idempotent=False)
+        try:
+            response = await self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
+                                                headers=condition_headers(conditions), idempotent=False)
+        except S3Error as error:
+            if await self._unknown(bucket, key, upload_id, error):
+                return await self._completed(bucket, key, upload_id, parts)
+            raise
         root = parse_xml(response.content)
         if root.tag == "Error":
             code = root.findtext("Code") or "InternalError"
