@@ -6,9 +6,11 @@ valid bucket name contains "_", so that prefix can never shadow a bucket. Everyt
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from cache.s3.errors import S3Error
+from cache.s3.names import bucket_name_error
 from conf.settings import Settings
 from proxy.auth import authenticate
 from proxy.context import Context, Stack
@@ -88,6 +91,19 @@ def header_section_too_large() -> S3Error:
                    origin_status=400)
 
 
+# Legacy us-east-1 bucket names (before 2018): up to 255 letters of either case, digits, '.', '-' and '_'. An origin
+# may still hold such a bucket, so in front of one only names not even these rules allow are refused up front.
+_LEGACY_BUCKET_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket_refusal(bucket: str, legacy_ok: bool) -> str | None:
+    reason = bucket_name_error(bucket)
+    if reason is None or (legacy_ok and bucket not in (".", "..") and _LEGACY_BUCKET_RE.match(bucket)):
+        return None
+    return reason
+
+
 def check_header_section(headers: list[tuple[bytes, bytes]], max_bytes: int, max_count: int) -> None:
     """S3 refuses a request whose headers pass 8 KiB (each name and value counted): 400
     RequestHeaderSectionTooLarge, judged before anything reads them."""
@@ -106,6 +122,8 @@ class S3App:
         self.access = ctx.settings.log.access_log
         self.max_header_bytes = ctx.settings.server.max_header_bytes
         self.max_headers = ctx.settings.server.max_headers
+        self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
+        self.legacy_names = ctx.settings.origin.endpoint is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -144,6 +162,12 @@ class S3App:
         try:
             check_header_section(scope["headers"], self.max_header_bytes, self.max_headers)
             request = Request(scope, receive)
+            if request.bucket and request.bucket not in self.mounted:
+                # A name no bucket can have is refused before anything reads the body: S3 judges the name first
+                # (PUT /..?tagging with a body is InvalidBucketName, not MalformedXML).
+                reason = _bucket_refusal(request.bucket, self.legacy_names)
+                if reason is not None:
+                    raise S3Error("InvalidBucketName", reason, extra={"BucketName": request.bucket})
             token = take_token(request)
             if token is None:
                 request.user = authenticate(self.ctx.settings.auth, request.method,

@@ -71,11 +71,14 @@ async def upload_part_copy(ctx: Context, request: Request) -> Response:
 
 async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
     root = parse(await read_xml_body(request), "CompleteMultipartUpload")
-    parts = []
+    parts: list[tuple[int, str]] = []
     for element in root.findall("Part"):
         number, etag = element.findtext("PartNumber"), element.findtext("ETag")
         if number is None or etag is None or not number.strip().isdigit():
             raise S3Error("MalformedXML", "Each Part must have a PartNumber and an ETag")
+        if not 1 <= int(number) <= MAX_PART_NUMBER or len(parts) == MAX_PART_NUMBER:  # S3: never InvalidPart
+            raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+                                   "partNumber", number.strip())
         parts.append((int(number), etag.strip()))
     meta = await ctx.store.complete_upload(request.bucket, request.key, request.query["uploadId"], parts,
                                            write_conditions(request))

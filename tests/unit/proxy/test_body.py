@@ -392,9 +392,13 @@ def test_aws_chunked_garbage() -> None:
     assert failed(make_request(streaming_headers(b"abc", encoded), [encoded]))[1].code == "InvalidRequest"
 
 
-def test_content_encoding_alone_selects_aws_chunked() -> None:
+def test_content_encoding_alone_is_a_plain_body() -> None:
+    """S3 decodes aws-chunked framing only under a STREAMING-* payload value; the encoding alone is stored as sent."""
+    request = make_request({"content-encoding": "aws-chunked", "content-length": "3"}, [b"abc"])
+    assert ok_body(request)[0] == b"abc"
     encoded = encode([b"abc"])
-    request = make_request({"content-encoding": "aws-chunked", "x-amz-decoded-content-length": "3"}, [encoded])
+    request = make_request({"content-encoding": "aws-chunked", "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD",
+                            "x-amz-decoded-content-length": "3"}, [encoded])
     assert ok_body(request)[0] == b"abc"
 
 
@@ -447,8 +451,8 @@ def test_size_limit_is_5_gib() -> None:
 def test_aws_chunked_limit_applies_to_the_decoded_length() -> None:
     big = str(MAX_SINGLE_PUT_BYTES + 1)
     # the encoded stream is longer than the object: only the decoded length counts
-    check = body_check(make_request({"content-encoding": "aws-chunked", "content-length": big,
-                                     "x-amz-decoded-content-length": "5"}))
+    check = body_check(make_request({"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                                     "content-length": big, "x-amz-decoded-content-length": "5"}))
     assert check.expected_length == 5
     with pytest.raises(S3Error) as exc:
         body_check(make_request({"x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
@@ -463,8 +467,9 @@ def test_non_numeric_length_is_a_client_error() -> None:
 
 
 def test_checksum_selection_from_headers_and_trailer() -> None:
-    check = body_check(make_request({"x-amz-checksum-sha256": "abc="}))
-    assert (check.checksum_algorithm, check.checksum_value) == ("sha256", "abc=")
+    sha = b64(hashlib.sha256(b"abc").digest())
+    check = body_check(make_request({"x-amz-checksum-sha256": sha}))
+    assert (check.checksum_algorithm, check.checksum_value) == ("sha256", sha)
     check = body_check(make_request({"x-amz-trailer": "x-amz-checksum-crc64nvme"}))
     assert (check.checksum_algorithm, check.checksum_value) == ("crc64nvme", None)
     check = body_check(make_request({"x-amz-trailer": "X-Amz-Checksum-CRC32C"}))
