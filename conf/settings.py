@@ -120,7 +120,9 @@ class ClusterSettings(_Section):
     worker_id: str | None = Field(None, description="Stable id of this worker in the cluster; default the "
                                   "advertised URL (a restarted worker keeps its blocks).")
     secret: str | None = Field(None, description="Shared secret of the cluster: peers and redirect tokens are "
-                               "authenticated with it. Required with redis_url.")
+                               "authenticated with it. Required with redis_url (or secret_file).")
+    secret_file: Path | None = Field(None, description="File holding the cluster secret (surrounding whitespace "
+                                     "dropped), read at start: keeps it out of the command line and the config.")
     data_path: Literal["proxy", "redirect", "auto"] = Field(
         "proxy", description="How a read of blocks held elsewhere is served: proxy (stream them from the "
         "holder), redirect (307 to the holder), auto (redirect clients that follow 307, proxy the rest).")
@@ -221,7 +223,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {config_file}: {exc}") from None
     try:
-        return Settings.model_validate(_merge(file_layer, _from_env(env), overrides))
+        settings = Settings.model_validate(_merge(file_layer, _from_env(env), overrides))
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
@@ -229,6 +231,24 @@ def load_settings(
         if error["type"] == "extra_forbidden":
             message = "unknown key"
         raise ConfigError(f"{key}: {message}{_origin(error['loc'], env, overrides)}") from None
+    return _with_secret_file(settings)
+
+
+def _with_secret_file(settings: Settings) -> Settings:
+    """cluster.secret read from cluster.secret_file, so the secret need not be on a command line (where every
+    user of the host reads it in /proc/PID/cmdline) nor in a config file."""
+    cluster = settings.cluster
+    if cluster.secret_file is None:
+        return settings
+    if cluster.secret is not None:
+        raise ConfigError("cluster.secret_file: give the cluster secret or a file holding it, not both")
+    try:
+        secret = cluster.secret_file.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cluster.secret_file: cannot read {cluster.secret_file}: {exc}") from None
+    if not secret:
+        raise ConfigError(f"cluster.secret_file: {cluster.secret_file} is empty")
+    return settings.model_copy(update={"cluster": cluster.model_copy(update={"secret": secret})})
 
 
 def describe() -> list[tuple[str, str, object, str]]:

@@ -58,7 +58,10 @@ SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "worker_id": ("cluster", "worker_id"),
     "data_path": ("cluster", "data_path"),
     "cluster_secret": ("cluster", "secret"),
+    "cluster_secret_file": ("cluster", "secret_file"),
 }
+SECRET_ON_COMMAND_LINE = ("--cluster-secret puts the cluster secret where every user of this host can read it "
+                          "(ps, /proc/PID/cmdline): use --cluster-secret-file or S3CACHE_CLUSTER_SECRET")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,7 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     cluster.add_argument("--redis", metavar="URL", help="join the cluster whose placement map is in this Redis, "
                          "e.g. redis://10.0.0.5:6379/0")
     cluster.add_argument("--cluster-secret", metavar="SECRET", help="shared secret of the cluster (required with "
-                         "--redis): authenticates peer requests and redirect tokens")
+                         "--redis): authenticates peer requests and redirect tokens. Visible to every user of the "
+                         "host: prefer --cluster-secret-file or S3CACHE_CLUSTER_SECRET")
+    cluster.add_argument("--cluster-secret-file", metavar="FILE", type=Path,
+                         help="file holding the cluster secret (surrounding whitespace dropped)")
     cluster.add_argument("--advertise-url", metavar="URL", help="URL peers and redirected clients use to reach "
                          "this worker (default http://HOST:PORT)")
     cluster.add_argument("--worker-id", metavar="ID", help="stable worker id (default the advertised URL)")
@@ -226,8 +232,10 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
                             server.keepalive_idle_s)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
     logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for warning in warnings:
+        log.warning(warning)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per origin request is noise; s3cache logs its own
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     common: dict[str, Any] = {
@@ -279,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command.run(args)
     try:
         settings = settings_from_args(args, dict(os.environ))
-        serve(settings)
+        serve(settings, [SECRET_ON_COMMAND_LINE] if getattr(args, "cluster_secret", None) is not None else [])
     except ConfigError as error:
         print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
         return 2
