@@ -32,10 +32,12 @@ class PeerUnavailable(Exception):
 
 
 class Peers:
-    def __init__(self, secret: str, timeout_s: float = 10.0, max_connections: int = 64, block_size: int = 0) -> None:
+    def __init__(self, secret: str, timeout_s: float = 10.0, max_connections: int = 256, block_size: int = 0) -> None:
         self.secret = secret
         self.block_size = block_size  # sent along: a peer cutting objects otherwise refuses rather than misread
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=min(2.0, timeout_s), sock_read=timeout_s)
+        # sock_connect, not connect: aiohttp's connect timeout also runs while a request waits for a pooled
+        # connection, so a burst of reads to a busy peer would time out without the peer being slow at all.
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(2.0, timeout_s), sock_read=timeout_s)
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 

@@ -10,6 +10,7 @@ by its owner, however many workers are asked for it; a warm block is read where 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from cache.cluster.placement import ranked
@@ -24,6 +25,7 @@ class Cluster:
         self.worker_id = worker_id
         self.registered = registered  # False for a pure gateway (cache capacity 0)
         self._suspects: dict[str, float] = {}
+        self._looking: dict[str, asyncio.Future[dict[str, list[str]]]] = {}
 
     def url_of(self, worker_id: str) -> str:
         return self.registry.members[worker_id].url
@@ -41,10 +43,19 @@ class Cluster:
     async def _candidates(self, block_id: str, placed_by: str) -> list[str]:
         """Workers to try for a block, best first; this worker's id means "fill it here"."""
         live = self.live()
-        holders = (await self.registry.holders([block_id]))[block_id] if block_id else []
+        holders = await self._holders(block_id) if block_id else []
         order = [w for w in holders if w in live]
         order += [w for w in ranked(placed_by, live) if w not in order]
         return order
+
+    async def _holders(self, block_id: str) -> list[str]:
+        """Concurrent readers of one block share one lookup: a burst of cold readers is one Redis request per block,
+        not one per reader (each would hold a pooled connection)."""
+        pending = self._looking.get(block_id)
+        if pending is None:
+            pending = self._looking[block_id] = asyncio.ensure_future(self.registry.holders([block_id]))
+            pending.add_done_callback(lambda _: self._looking.pop(block_id, None))
+        return (await asyncio.shield(pending))[block_id]
 
     async def route(self, block_id: str, placed_by: str) -> list[str]:
         """The peers to ask for a block this worker lacks, best first; empty: this worker fills it (it owns the
