@@ -8,11 +8,12 @@ checked in this mode: it names users for access rules and logs, as Alluxio's SIM
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 
 from cache.s3.errors import S3Error
 from conf.settings import AuthSettings
-from proxy.sigv4verify import verify
+from proxy.sigv4verify import iso8601, presigned_window, verify
 
 _SIGV4 = "AWS4-HMAC-SHA256"
 _SIGV2 = "AWS "
@@ -68,9 +69,29 @@ def user_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     return None
 
 
+def check_expiry(query: Mapping[str, str], now: datetime.datetime | None = None) -> None:
+    """A presigned URL past its time is refused in every mode, SIMPLE included (this needs no secret): SigV4's
+    X-Amz-Date + X-Amz-Expires (at most a week), SigV2's Expires (seconds since the epoch)."""
+    if "X-Amz-Credential" in query or "X-Amz-Signature" in query:
+        presigned_window(query, now or datetime.datetime.now(datetime.UTC))
+    elif "AWSAccessKeyId" in query:
+        text = query.get("Expires")
+        if text is None:
+            raise S3Error("AccessDenied", "Query-string authentication requires the Signature, Expires and "
+                          "AWSAccessKeyId parameters")
+        if not text.isascii() or not text.isdigit():
+            raise S3Error("AccessDenied", f"Invalid date (should be seconds since epoch): {text[:40]}")
+        now = now or datetime.datetime.now(datetime.UTC)
+        if now.timestamp() > int(text):
+            raise S3Error("AccessDenied", "Request has expired", extra={
+                "Expires": iso8601(datetime.datetime.fromtimestamp(int(text), datetime.UTC)),
+                "ServerTime": iso8601(now)})
+
+
 def authenticate(settings: AuthSettings, method: str, raw_path: str, raw_query: str,
                  headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     """The request's user under the configured mode (the one place the mode is decided)."""
+    check_expiry(query)
     if settings.mode == "simple":
         return user_of(headers, query)
     if settings.anonymous and "authorization" not in headers and "X-Amz-Signature" not in query:

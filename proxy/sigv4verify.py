@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, quote
 
@@ -23,6 +24,10 @@ _ADDED_BY_SIGNER = ("x-amz-date", "x-amz-content-sha256", "authorization")
 _QUERY_AUTH = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
                "X-Amz-Signature", "X-Amz-Security-Token")
 SecretOf = Callable[[str], str | None]
+_INTEGER = re.compile(r"-?[0-9]+")
+MAX_EXPIRES_S = 604800  # a presigned URL lives a week at most
+_QUERY_REQUIRED = ("Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
+                   "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.")
 
 
 def _date(text: str) -> datetime.datetime:
@@ -30,6 +35,39 @@ def _date(text: str) -> datetime.datetime:
         return datetime.datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
     except ValueError:
         raise S3Error("AccessDenied", "X-Amz-Date is missing or not of the form YYYYMMDDTHHMMSSZ") from None
+
+
+def iso8601(moment: datetime.datetime) -> str:
+    """The form S3 writes times in its error XML: ``2026-01-01T00:00:00Z``."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def presigned_window(query: Mapping[str, str], now: datetime.datetime) -> tuple[datetime.datetime, int]:
+    """A SigV4 presigned URL's X-Amz-Date and X-Amz-Expires, judged as S3 judges them: 400
+    AuthorizationQueryParametersError for a missing, malformed or over-a-week value, 403 AccessDenied "Request has
+    expired" (with X-Amz-Expires, Expires and ServerTime, as S3 sends them) past the date plus the expiry. Needs
+    no secret, so SIMPLE mode checks it too."""
+    text, date_text = query.get("X-Amz-Expires"), query.get("X-Amz-Date")
+    if text is None or date_text is None:
+        raise S3Error("AuthorizationQueryParametersError", _QUERY_REQUIRED)
+    if not _INTEGER.fullmatch(text):
+        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
+    expires = int(text)
+    if expires < 0:
+        raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
+    if expires > MAX_EXPIRES_S:
+        raise S3Error("AuthorizationQueryParametersError",
+                      f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_EXPIRES_S}")
+    try:
+        date = datetime.datetime.strptime(date_text, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        raise S3Error("AuthorizationQueryParametersError",
+                      "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"") from None
+    deadline = date + datetime.timedelta(seconds=expires)
+    if now > deadline:
+        raise S3Error("AccessDenied", "Request has expired", extra={
+            "X-Amz-Expires": str(expires), "Expires": iso8601(deadline), "ServerTime": iso8601(now)})
+    return date, expires
 
 
 def _config(access_key: str, secret: str, scope: list[str], date: datetime.datetime, body: str, header_body: bool,
@@ -90,12 +128,7 @@ def verify(
         scope = q.get("X-Amz-Credential", "").split("/")
         if len(scope) != 5 or q.get("X-Amz-Algorithm") != ALGORITHM:
             raise S3Error("AuthorizationQueryParametersError")
-        date = _date(q.get("X-Amz-Date", ""))
-        expires = int(q.get("X-Amz-Expires", "0") or 0)
-        if not 1 <= expires <= 604800:
-            raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be between 1 and 604800 seconds")
-        if now > date + datetime.timedelta(seconds=expires):
-            raise S3Error("AccessDenied", "Request has expired")
+        date, expires = presigned_window(q, now)
         _check_time(date, now, max_skew_s + expires)
         rest = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in params if k not in _QUERY_AUTH)
         signed = q.get("X-Amz-SignedHeaders", "host").split(";")

@@ -1,11 +1,20 @@
-"""Who the caller is, from every S3 credential form (SigV4/SigV2, header/query), and malformed forms."""
+"""Who the caller is, from every S3 credential form (SigV4/SigV2, header/query), and malformed forms; presigned URLs
+past their time, in every mode."""
 
 from __future__ import annotations
 
+import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 import pytest
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from cache.s3.errors import S3Error
-from proxy.auth import user_of
+from conf.settings import AuthSettings
+from proxy.auth import authenticate, check_expiry, user_of
+from proxy.sigv4verify import presigned_window, verify
 
 SIG = "fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024"
 CRED = "AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request"
@@ -108,3 +117,130 @@ def test_unsupported_authorization_schemes(authorization: str) -> None:
 def test_malformed_query_credentials(query: dict[str, str]) -> None:
     error = error_of({}, query)
     assert (error.code, error.status) == ("AuthorizationQueryParametersError", 400)
+
+
+# ---- presigned URLs past their time (every mode: this needs no secret) ---------------------------------------
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, 0, tzinfo=datetime.UTC)
+SIGNED_AT = "20260301T115900Z"  # a minute before NOW
+
+
+def v4_query(expires: str = "300", date: str = SIGNED_AT, **more: str) -> dict[str, str]:
+    return {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": "alice/20260301/us-east-1/s3/aws4_request",
+            "X-Amz-Date": date, "X-Amz-Expires": expires, "X-Amz-SignedHeaders": "host", "X-Amz-Signature": SIG,
+            **more}
+
+
+def expiry_error(query: dict[str, str], now: datetime.datetime = NOW) -> S3Error:
+    with pytest.raises(S3Error) as exc:
+        check_expiry(query, now)
+    return exc.value
+
+
+def test_a_presigned_url_inside_its_window_passes() -> None:
+    check_expiry(v4_query("300"), NOW)
+    check_expiry(v4_query("60"), NOW)  # exactly at X-Amz-Date + X-Amz-Expires: still valid
+    assert presigned_window(v4_query("604800"), NOW) == (NOW - datetime.timedelta(seconds=60), 604800)
+    check_expiry({}, NOW)  # not presigned: nothing to judge
+    check_expiry({"AWSAccessKeyId": "alice", "Expires": str(int(NOW.timestamp()) + 1), "Signature": "x"}, NOW)
+
+
+def test_an_expired_sigv4_presigned_url_is_access_denied_as_s3_says() -> None:
+    error = expiry_error(v4_query("59"))
+    assert (error.code, error.status, error.message) == ("AccessDenied", 403, "Request has expired")
+    assert error.extra == {"X-Amz-Expires": "59", "Expires": "2026-03-01T11:59:59Z", "ServerTime": "2026-03-01T12:00:00Z"}
+    assert list(error.extra) == ["X-Amz-Expires", "Expires", "ServerTime"]  # S3's order in the error XML
+
+
+@pytest.mark.parametrize(("expires", "message"), [
+    ("604801", "X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+    ("99999999999999999999", "X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+    ("abc", "X-Amz-Expires should be a number"),
+    ("1.5", "X-Amz-Expires should be a number"),
+    ("", "X-Amz-Expires should be a number"),
+    ("+5", "X-Amz-Expires should be a number"),
+    ("5_0", "X-Amz-Expires should be a number"),
+    ("-1", "X-Amz-Expires must be non-negative"),
+])
+def test_bad_x_amz_expires_is_a_query_parameters_error(expires: str, message: str) -> None:
+    error = expiry_error(v4_query(expires))
+    assert (error.code, error.status, error.message) == ("AuthorizationQueryParametersError", 400, message)
+
+
+def test_a_week_is_judged_before_the_time() -> None:  # long expired and over a week: the week is what S3 names
+    error = expiry_error(v4_query("604801", date="20000101T000000Z"))
+    assert error.code == "AuthorizationQueryParametersError"
+
+
+@pytest.mark.parametrize("query", [
+    {k: v for k, v in v4_query().items() if k != "X-Amz-Date"},
+    {k: v for k, v in v4_query().items() if k != "X-Amz-Expires"},
+    v4_query(date="2026-03-01T11:59:00Z"),
+    v4_query(date="yesterday"),
+])
+def test_missing_or_malformed_presigned_time(query: dict[str, str]) -> None:
+    error = expiry_error(query)
+    assert (error.code, error.status) == ("AuthorizationQueryParametersError", 400)
+
+
+def test_an_expired_sigv2_presigned_url_is_access_denied() -> None:
+    expires = int(NOW.timestamp()) - 1
+    error = expiry_error({"AWSAccessKeyId": "alice", "Expires": str(expires), "Signature": "x"})
+    assert (error.code, error.status, error.message) == ("AccessDenied", 403, "Request has expired")
+    assert error.extra == {"Expires": "2026-03-01T11:59:59Z", "ServerTime": "2026-03-01T12:00:00Z"}
+
+
+@pytest.mark.parametrize("query", [
+    {"AWSAccessKeyId": "alice", "Signature": "x"},  # no Expires
+    {"AWSAccessKeyId": "alice", "Expires": "tomorrow", "Signature": "x"},
+    {"AWSAccessKeyId": "alice", "Expires": "-5", "Signature": "x"},
+])
+def test_sigv2_presigned_without_a_usable_expires(query: dict[str, str]) -> None:
+    error = expiry_error(query)
+    assert (error.code, error.status) == ("AccessDenied", 403)
+
+
+def settings_of(**auth: object) -> AuthSettings:
+    return AuthSettings.model_validate(auth)
+
+
+def test_simple_mode_refuses_an_expired_presigned_url() -> None:
+    query = v4_query("1", date="20200101T000000Z")
+    with pytest.raises(S3Error) as exc:
+        authenticate(settings_of(), "GET", "/b/k", urlencode(query), {"host": "localhost"}, query)
+    assert (exc.value.code, exc.value.message) == ("AccessDenied", "Request has expired")
+    query = v4_query("604801")
+    with pytest.raises(S3Error) as exc:
+        authenticate(settings_of(), "GET", "/b/k", urlencode(query), {"host": "localhost"}, query)
+    assert exc.value.code == "AuthorizationQueryParametersError"
+    fresh = v4_query("300", date=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ"))
+    assert authenticate(settings_of(), "GET", "/b/k", urlencode(fresh), {"host": "localhost"}, fresh) == "alice"
+
+
+def presigned_by_botocore(expires_s: int, user: str = "alice", secret: str = "her-secret") -> tuple[str, str]:
+    """A real SigV4 presigned GET of /b/k, as boto3 makes it: (raw path, raw query)."""
+    request = AWSRequest(method="GET", url="http://localhost:29998/b/k")
+    S3SigV4QueryAuth(Credentials(user, secret), "s3", "us-east-1", expires=expires_s).add_auth(request)
+    split = urlsplit(request.url)
+    return split.path, split.query
+
+
+def test_sigv4_mode_verifies_a_presigned_url_inside_its_window_only() -> None:
+    path, raw_query = presigned_by_botocore(60)
+    query = dict(parse_qsl(raw_query))
+    headers = {"host": "localhost:29998"}
+    settings = settings_of(mode="sigv4", users={"alice": "her-secret"})
+    assert authenticate(settings, "GET", path, raw_query, headers, query) == "alice"
+    signed_at = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    assert verify("GET", path, raw_query, headers, {"alice": "her-secret"}.get,
+                  now=signed_at + datetime.timedelta(seconds=60)) == "alice"
+    with pytest.raises(S3Error) as exc:
+        verify("GET", path, raw_query, headers, {"alice": "her-secret"}.get,
+               now=signed_at + datetime.timedelta(seconds=61))
+    assert (exc.value.code, exc.value.message) == ("AccessDenied", "Request has expired")
+    assert exc.value.extra["X-Amz-Expires"] == "60"
+    # Over a week is refused before the signature is even computed, as S3 does.
+    long_query = raw_query.replace("X-Amz-Expires=60", "X-Amz-Expires=604801")
+    with pytest.raises(S3Error) as exc:
+        authenticate(settings, "GET", path, long_query, headers, dict(parse_qsl(long_query)))
+    assert (exc.value.code, exc.value.status) == ("AuthorizationQueryParametersError", 400)
