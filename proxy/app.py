@@ -25,7 +25,7 @@ from conf.settings import Settings
 from proxy.auth import authenticate
 from proxy.context import Context, Stack
 from proxy.errors import error_response, internal_error
-from proxy.http import Receive, Request, Response, Scope, Send, send_response
+from proxy.http import QUIET_ABORTS, Receive, Request, Response, Scope, Send, StreamAborted, send_response
 from proxy.metrics import Metrics
 from proxy.operations import resolve
 from proxy.peer import PATHS as PEER_PATHS
@@ -124,6 +124,7 @@ class S3App:
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
         self.legacy_names = ctx.settings.origin.endpoint is not None
+        logging.getLogger("uvicorn.error").addFilter(QUIET_ABORTS)  # aborted streams: send_response logs them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -194,10 +195,9 @@ class S3App:
         request_id = request.request_id if request is not None else "0"
         status = response.status
         try:
-            await send_response(send, response, request_id, head)
-        except S3Error as error:
-            log.warning("stream of %s aborted: %s", scope["path"], error)
-            status = error.status
+            await send_response(send, response, request_id, head, scope["path"])
+        except StreamAborted as aborted:  # logged; raised on so the server cuts the connection
+            status = aborted.error.status
             raise
         except OSError as error:
             log.info("client went away during %s: %s", scope["path"], error)

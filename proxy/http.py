@@ -8,6 +8,7 @@ scope itself: one small object per request, nothing parsed that no handler asks 
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,28 @@ _C1_CONTROLS = re.compile("[\x80-\x9f]")
 # Request ids: a random per-process prefix and a counter (os.urandom per request costs a syscall).
 _ID_PREFIX = secrets.token_hex(4).upper()
 _ids = itertools.count(1)
+log = logging.getLogger("s3cache")
+
+
+class StreamAborted(Exception):
+    """A response body that failed after its status and headers went out (the object changed under the read, the
+    origin or a peer broke off): all left is to cut the connection, so the client sees a short body, never a whole
+    wrong one. Raised out of the ASGI app so the server cuts it; send_response has logged it, one warning line."""
+
+    def __init__(self, error: S3Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class QuietAborts(logging.Filter):
+    """Drops the server's "Exception in ASGI application" record (ERROR, with a traceback) of a StreamAborted: an
+    expected event, logged once already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamAborted))
+
+
+QUIET_ABORTS = QuietAborts()
 
 
 def user_metadata_value(raw: bytes) -> str:
@@ -110,7 +133,7 @@ class Response:
                    len(document))
 
 
-async def send_response(send: Send, response: Response, request_id: str, head_only: bool) -> None:
+async def send_response(send: Send, response: Response, request_id: str, head_only: bool, resource: str = "") -> None:
     headers = [(b"x-amz-request-id", request_id.encode()), (b"x-amz-id-2", request_id.encode()),
                (b"server", b"s3cache")]
     headers.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items())
@@ -129,6 +152,10 @@ async def send_response(send: Send, response: Response, request_id: str, head_on
         try:
             async for chunk in body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except S3Error as error:
+            log.warning("request %s: the response to %s was cut after its headers: %s", request_id,
+                        resource or "-", error)
+            raise StreamAborted(error) from None
         finally:
             await body.aclose()  # type: ignore[attr-defined]
         await send({"type": "http.response.body", "body": b""})
