@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "S3CACHE_"
 
@@ -106,15 +106,29 @@ class CacheSettings(_Section):
     list_ttl_s: float = Field(0.0, ge=0, description="Cache listings this long (0 = off: every listing asks the origin).")
     readahead_blocks: int = Field(2, ge=0, le=64, description="Blocks fetched ahead of a sequential reader at first "
                                   "(0: no read-ahead).")
+    peer_copy_after_reads: int = Field(0, ge=0, description="Keep a local copy of a block once it has been read "
+                                       "from peers this many times (0: never). Each copy takes a block of this "
+                                       "worker's capacity: a block hot everywhere may be held once per worker.")
     readahead_max_blocks: int = Field(16, ge=0, le=1024, description="The widest read-ahead a sequential reader earns: "
                                       "the window doubles with every block it reads, up to this.")
     max_fills: int = Field(16, ge=1, le=1024, description="Blocks fetched from the origin at once (bounds memory: "
                            "max_fills x block size).")
 
 
+def _redis_url(value: str | None) -> str | None:
+    """cluster.redis_url is one of the forms cache/cluster/connect.py reads: refused at load, not at the first connect."""
+    if value:
+        from cache.cluster.connect import parse  # here: loading settings does not import the Redis client
+        parse(value)
+    return value
+
+
 class ClusterSettings(_Section):
-    redis_url: str | None = Field(None, description="Redis for the shared placement map (redis://host:port/db); "
-                                  "unset = a standalone worker.")
+    redis_url: Annotated[str | None, AfterValidator(_redis_url)] = Field(
+        None, description="Redis for the shared placement map, unset = a standalone worker: "
+        "redis://[[user]:password@]host[:port][/db] (rediss:// for TLS, unix:///path.sock?db=N), "
+        "redis+sentinel://[password@]host:port[,host:port...]/service_name[/db] (the master those Sentinels name), "
+        "or redis+cluster://[password@]host:port[,host:port...] (Redis Cluster seed nodes).")
     advertise_url: str | None = Field(None, description="URL other workers and redirected clients reach this "
                                       "worker at; default http://<host>:<port>.")
     worker_id: str | None = Field(None, description="Stable id of this worker in the cluster; default the "

@@ -114,7 +114,8 @@ def build_stack(settings: Settings) -> Stack:
     # Blocks are read by their origin names (bucket and key at the origin), so they are shared across workers and
     # sidecars whatever their mounts call the bucket; peers are asked for them by those names too.
     reader = BlockReader(blocks, c.block_size_bytes, origin.read_range if origin is not None else _no_origin,
-                         c.readahead_blocks, c.max_fills, c.readahead_max_blocks, cluster=cluster, peers=peers)
+                         c.readahead_blocks, c.max_fills, c.readahead_max_blocks, c.peer_copy_after_reads,
+                         cluster=cluster, peers=peers)
     caching = origin is not None and _reads_through_cache(settings)
     cached = CachedStore(origin, reader, c.metadata_ttl_s, c.list_ttl_s, registry=registry) \
         if origin is not None and caching else None

@@ -74,7 +74,7 @@ class Fill:
 class BlockReader:
     def __init__(
         self, blocks: BlockStore, block_size: int, fetch: Fetch, readahead_blocks: int = 2, max_fills: int = 16,
-        readahead_max_blocks: int = 16,
+        readahead_max_blocks: int = 16, peer_copy_after_reads: int = 0,
         cluster: Cluster | None = None, peers: Peers | None = None,
     ) -> None:
         self.blocks = blocks
@@ -86,6 +86,8 @@ class BlockReader:
         self.fetch = fetch
         self.readahead_blocks = readahead_blocks
         self.readahead_max_blocks = max(readahead_blocks, readahead_max_blocks)
+        self.peer_copy_after_reads = peer_copy_after_reads
+        self._peer_block_reads: Bounded[str, int] = Bounded(_SEQUENTIAL_TRACKED)  # block id -> reads from peers
         self._fills: dict[str, Fill] = {}
         self._fill_slots = asyncio.Semaphore(max_fills)
         # where a sequential reader left off, and the read-ahead window it has earned
@@ -98,13 +100,16 @@ class BlockReader:
 
     # ---- fills ---------------------------------------------------------------------------------
 
-    def _fill(self, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes] | None = None) -> Fill:
+    def _fill(
+        self, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes] | None = None,
+        from_origin: bool = True,
+    ) -> Fill:
         bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
         fill = self._fills.get(bid)
         if fill is None:
             start, end = self._span(meta, index)
             fill = self._fills[bid] = Fill(end - start)
-            fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index, source))
+            fill.task = asyncio.create_task(self._run_fill(bid, fill, bucket, meta, index, source, from_origin))
         return fill
 
     def adopt(self, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes]) -> None:
@@ -125,12 +130,13 @@ class BlockReader:
 
     async def _run_fill(
         self, bid: str, fill: Fill, bucket: str, meta: ObjectMeta, index: int, source: AsyncIterator[bytes] | None,
+        from_origin: bool = True,
     ) -> None:
         start, end = self._span(meta, index)
         try:
             async with self._fill_slots:
                 fill.buffer = bytearray(fill.size)  # arriving bytes are copied in place
-                self.origin_fetches += 1
+                self.origin_fetches += from_origin
                 chunks = source if source is not None else self.fetch(bucket, meta.key, meta.etag, start, end)
                 async for chunk in chunks:
                     filled = fill.filled + len(chunk)
@@ -253,7 +259,11 @@ class BlockReader:
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
         if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
-            for target in await self.cluster.route(bid, placement_id(bucket, meta.key, index)):  # none: fill it here
+            route = await self.cluster.route(bid, placement_id(bucket, meta.key, index))  # none: fill it here
+            if route and self._copy_from_peer(bid):
+                self._fill(bucket, meta, index, self._peer_then_origin(route[0], bucket, meta, index), from_origin=False)
+                route = []  # read from the copy being made, below
+            for target in route:
                 try:
                     async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, lo, hi):
                         lo += len(piece)
@@ -281,6 +291,33 @@ class BlockReader:
                 piece = bytes(view[position:available])
             yield piece
             position = available
+
+    def _copy_from_peer(self, bid: str) -> bool:
+        """Whether this read of a block held elsewhere should keep a local copy: it has come from peers
+        peer_copy_after_reads times already (0: never)."""
+        if self.peer_copy_after_reads <= 0:
+            return False
+        reads = (self._peer_block_reads.get(bid) or 0) + 1
+        self._peer_block_reads.put(bid, reads)
+        return reads > self.peer_copy_after_reads
+
+    async def _peer_then_origin(self, target: str, bucket: str, meta: ObjectMeta, index: int) -> AsyncIterator[bytes]:
+        """A whole block from a peer, for a local copy; whatever the peer does not send comes from the origin."""
+        assert self.cluster is not None and self.peers is not None
+        start, end = self._span(meta, index)
+        got = 0
+        try:
+            async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, 0, end - start):
+                got += len(piece)
+                yield piece
+            self.peer_reads += 1
+        except (PeerUnavailable, KeyError) as exc:
+            log.warning("peer %s broke off a copy of block %d of %s: the rest from the origin: %s", target, index,
+                        meta.key, exc)
+            self.cluster.suspect(target)
+        if start + got < end:
+            async for piece in self.fetch(bucket, meta.key, meta.etag, start + got, end):
+                yield piece
 
     def _is_sequential(self, bucket: str, meta: ObjectMeta, start: int, end: int) -> tuple[bool, int]:
         """Whether this read starts where the previous read of the same object version ended (or reads it

@@ -6,11 +6,13 @@ Counted through a real proxy in front of a moto origin (rig.origin.CountingProxy
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cache.blocks.reader import block_id
 from rig.origin import CountingProxy
 from rig.processes import Worker
 from rig.redis import RedisServer
@@ -140,5 +142,31 @@ def test_a_listing_cache_is_invalidated_by_a_write_through_any_worker(
         assert keys(one) == keys(two) == ["listed/a", "listed/b"]
         one.delete_object(Bucket=origin_bucket, Key="listed/a")
         assert keys(two) == keys(one) == ["listed/b"]
+    finally:
+        redis.stop()
+
+
+def test_a_block_read_from_peers_again_and_again_is_copied_locally(
+        counting: CountingProxy, origin_s3: Any, origin_bucket: str, start_worker: StartWorker,
+        tmp_path: Path) -> None:
+    """cache.peer_copy_after_reads = 1: the second time a worker reads a block from a peer, it keeps a copy; the
+    origin is still asked once, and the placement map then lists both workers as holders."""
+    redis = RedisServer(tmp_path).start()
+    try:
+        cluster = ["--redis", redis.url, "--cluster-secret", "s3kr1t"]
+        env = {"S3CACHE_CACHE_PEER_COPY_AFTER_READS": "1"}
+        workers = [start_worker(counting.url, *cluster, "--worker-id", wid, env=env) for wid in ("a", "b")]
+        body = os.urandom(100_000)
+        put = origin_s3.put_object(Bucket=origin_bucket, Key="hot.bin", Body=body)
+        counting.reset()
+        for _ in range(3):
+            for worker in workers:
+                assert get(make_client(worker.url), origin_bucket, "hot.bin")[0] == body
+        assert [s.method for s in seen_under(counting, origin_bucket)] == ["GET"]  # one origin request, ever
+        bid = block_id(origin_bucket, "hot.bin", put["ETag"].strip('"'), 0, BLOCK)
+        deadline = time.monotonic() + 5
+        while redis.client().smembers(f"s3cache:blk:{bid}") != {"a", "b"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert redis.client().smembers(f"s3cache:blk:{bid}") == {"a", "b"}
     finally:
         redis.stop()
