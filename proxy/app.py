@@ -86,9 +86,7 @@ def status_report(ctx: Context, metrics: Metrics) -> dict[str, Any]:
 
 
 def header_section_too_large() -> S3Error:
-    # Not in the shared code table (cache.s3.errors): the status is given with it, as for an origin's own codes.
-    return S3Error("RequestHeaderSectionTooLarge", "Your request header section exceeds the maximum allowed size.",
-                   origin_status=400)
+    return S3Error("RequestHeaderSectionTooLarge")
 
 
 # Legacy us-east-1 bucket names (before 2018): up to 255 letters of either case, digits, '.', '-' and '_'. An origin

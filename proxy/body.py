@@ -56,9 +56,7 @@ def _well_formed(name: str, value: str) -> bool:
 
 
 def malformed_trailer() -> S3Error:
-    # Not in the shared code table (cache.s3.errors): the status is given with it, as for an origin's own codes.
-    return S3Error("MalformedTrailerError", "The request contained trailing data that was not well-formed or did "
-                   "not conform to our published schema.", origin_status=400)
+    return S3Error("MalformedTrailerError")
 
 
 def _framing_error(message: str) -> S3Error:

@@ -36,6 +36,8 @@ CODES: dict[str, tuple[int, str]] = {
     "InvalidObjectState": (403, "The operation is not valid for the current state of the object."),
     "MalformedACLError": (400, "The XML you provided was not well-formed or did not validate against our "
                                "published schema"),
+    "MalformedTrailerError": (400, "The request contained trailing data that was not well-formed or did not conform "
+                                   "to our published schema."),
     "MalformedXML": (400, "The XML you provided was not well-formed or did not validate against our published schema"),
     "MetadataTooLarge": (400, "Your metadata headers exceed the maximum allowed metadata size"),
     "MethodNotAllowed": (405, "The specified method is not allowed against this resource."),
@@ -57,6 +59,7 @@ CODES: dict[str, tuple[int, str]] = {
     "OperationAborted": (409, "A conflicting conditional operation is currently in progress against this resource."),
     "PreconditionFailed": (412, "At least one of the pre-conditions you specified did not hold"),  # wire text, s3fs reads it
     "ReplicationConfigurationNotFoundError": (404, "The replication configuration was not found"),
+    "RequestHeaderSectionTooLarge": (400, "Your request header section exceeds the maximum allowed size."),
     "RequestTimeTooSkewed": (403, "The difference between the request time and the current time is too large."),
     "ServerSideEncryptionConfigurationNotFoundError": (404, "The server side encryption configuration was not found"),
     "ServiceUnavailable": (503, "Please reduce your request rate."),

@@ -11,6 +11,8 @@ from proxy.errors import error_response, internal_error
 
 # code -> HTTP status, from AWS's S3 error code list
 AWS_STATUS = {
+    "MalformedTrailerError": 400,
+    "RequestHeaderSectionTooLarge": 400,
     "MalformedACLError": 400,
     "MissingSecurityHeader": 400,
     "UnexpectedContent": 400,
