@@ -86,7 +86,8 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
     c = settings.cluster
     assert c.redis_url is not None
     if not c.secret:
-        raise ConfigError("cluster.secret: a cluster secret is required with cluster.redis_url (--cluster-secret)")
+        raise ConfigError("cluster.secret: a cluster secret is required with cluster.redis_url "
+                          "(S3CACHE_CLUSTER_SECRET or --cluster-secret-file)")
     if settings.server.processes > 1:
         raise ConfigError("server.processes: a cluster worker runs one process; start one worker per core")
     url = advertised_url(settings)
