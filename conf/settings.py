@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "S3CACHE_"
 
@@ -148,13 +148,35 @@ class ClusterSettings(_Section):
 
 
 class AuthSettings(_Section):
-    mode: Literal["simple", "sigv4"] = Field("simple", description="simple: the user is the access key a request "
-                                             "names, unchecked (Alluxio's SIMPLE); sigv4: SigV4 signatures "
-                                             "(header or presigned) are verified against [auth.users].")
+    mode: Literal["simple", "sigv4", "oidc"] = Field(
+        "simple", description="simple: the user is the access key a request names, unchecked (Alluxio's SIMPLE); "
+        "sigv4: SigV4 signatures (header or presigned) are verified against [auth.users]; oidc: a JWT (Bearer, or "
+        "the SigV4 session token) verified against oidc_jwks names the user, requests without one are judged as "
+        "in sigv4.")
     users: dict[str, str] = Field(default_factory=dict, description="Access key -> secret key, for sigv4. "
                                   "Pachyderm's rule (access key = secret key = the job token) is {token = token}.")
     anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
     max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
+    oidc_jwks: str | None = Field(None, description="oidc mode: the identity provider's signing keys, a JWKS file "
+                                  "or an http(s) URL (its jwks_uri). Required with mode oidc.")
+    oidc_issuer: str | None = Field(None, description="oidc mode: the iss every token must carry. Required.")
+    oidc_audience: str | None = Field(None, description="oidc mode: the aud every token must name. Required.")
+    oidc_leeway_s: float = Field(30.0, ge=0, le=3600, description="Clock leeway for a token's exp, nbf and iat.")
+    oidc_user_claim: str = Field("sub", min_length=1, description="The claim naming the user (a dotted path "
+                                 "reaches into nested claims).")
+    oidc_groups_claim: str = Field("groups", min_length=1, description="The claim listing the user's groups.")
+    oidc_jwks_refresh_s: float = Field(300.0, gt=0, description="The JWKS is read again this long after the last "
+                                       "good read (a URL in the background).")
+    oidc_jwks_min_refresh_s: float = Field(10.0, gt=0, description="A token with an unknown kid makes the JWKS be "
+                                           "read again at once, at most this often.")
+    oidc_jwks_timeout_s: float = Field(5.0, gt=0, description="Timeout of fetching a JWKS URL.")
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> AuthSettings:
+        missing = [name for name in ("oidc_jwks", "oidc_issuer", "oidc_audience") if not getattr(self, name)]
+        if self.mode == "oidc" and missing:
+            raise ValueError(f"mode oidc needs {', '.join('auth.' + name for name in missing)}")
+        return self
 
 
 class LogSettings(_Section):

@@ -1,9 +1,14 @@
-"""SIMPLE authentication: who the caller says they are, read from any S3 credential form, unverified.
+"""Who is calling, under the configured mode: ``simple``, ``sigv4`` or ``oidc``.
 
-The access key is the user: from a SigV4 ``Authorization`` header (``Credential=<user>/...``), a SigV4
-presigned URL (``X-Amz-Credential``), a SigV2 header (``AWS <user>:<signature>``) or a SigV2 presigned
-URL (``AWSAccessKeyId``). No credentials at all is the anonymous user (None). Signatures are not
-checked in this mode: it names users for access rules and logs, as Alluxio's SIMPLE mode does.
+SIMPLE: who the caller says they are, read from any S3 credential form, unverified. The access key is the
+user: from a SigV4 ``Authorization`` header (``Credential=<user>/...``), a SigV4 presigned URL
+(``X-Amz-Credential``), a SigV2 header (``AWS <user>:<signature>``) or a SigV2 presigned URL
+(``AWSAccessKeyId``). No credentials at all is the anonymous user (None). Signatures are not checked in this
+mode: it names users for access rules and logs, as Alluxio's SIMPLE mode does.
+
+SIGV4 verifies signatures (proxy.sigv4verify); OIDC verifies a JWT carried as a Bearer token or as the SigV4
+session token (proxy.oidc) and judges requests without one as SIGV4 does. In every mode a presigned URL past its
+time is refused first.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from collections.abc import Mapping
 
 from cache.s3.errors import S3Error
 from conf.settings import AuthSettings
+from proxy.oidc import Verifier, verifier
+from proxy.oidc import denied as oidc_denied
 from proxy.sigv4verify import iso8601, presigned_window, verify
 
 _SIGV4 = "AWS4-HMAC-SHA256"
 _SIGV2 = "AWS "
+_BEARER = "bearer"
 
 
 def _malformed(message: str) -> S3Error:
@@ -69,6 +77,26 @@ def user_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     return None
 
 
+def token_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The OIDC token a request carries: ``Authorization: Bearer <jwt>``, else the SigV4 session token
+    (``X-Amz-Security-Token`` header or query parameter; SigV2 presigning spells the parameter in lower case)."""
+    scheme, _, rest = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == _BEARER:
+        if not rest.strip():
+            raise oidc_denied("the Bearer token is empty")
+        return rest.strip()
+    return headers.get("x-amz-security-token") or query.get("X-Amz-Security-Token") or \
+        query.get("x-amz-security-token") or None
+
+
+def oidc_verifier(settings: AuthSettings) -> Verifier:
+    """The worker's one verifier for these settings (its JWKS is read on first use and kept)."""
+    assert settings.oidc_jwks and settings.oidc_issuer and settings.oidc_audience  # settings refuse oidc without them
+    return verifier(settings.oidc_jwks, settings.oidc_issuer, settings.oidc_audience, settings.oidc_leeway_s,
+                    settings.oidc_user_claim, settings.oidc_groups_claim, settings.oidc_jwks_refresh_s,
+                    settings.oidc_jwks_min_refresh_s, settings.oidc_jwks_timeout_s)
+
+
 def check_expiry(query: Mapping[str, str], now: datetime.datetime | None = None) -> None:
     """A presigned URL past its time is refused in every mode, SIMPLE included (this needs no secret): SigV4's
     X-Amz-Date + X-Amz-Expires (at most a week), SigV2's Expires (seconds since the epoch)."""
@@ -94,6 +122,14 @@ def authenticate(settings: AuthSettings, method: str, raw_path: str, raw_query: 
     check_expiry(query)
     if settings.mode == "simple":
         return user_of(headers, query)
-    if settings.anonymous and "authorization" not in headers and "X-Amz-Signature" not in query:
+    unsigned = "authorization" not in headers and "X-Amz-Signature" not in query
+    if settings.mode == "oidc":
+        token = token_of(headers, query)
+        if token is not None:
+            return oidc_verifier(settings).verify(token)
+        if unsigned and not settings.anonymous:
+            raise S3Error("AccessDenied", "Access Denied: this endpoint requires an OIDC token (Authorization: "
+                          "Bearer, or the SigV4 session token)")
+    if settings.anonymous and unsigned:
         return None
     return verify(method, raw_path, raw_query, headers, settings.users.get, settings.max_skew_s)

@@ -66,7 +66,7 @@ def user_metadata_value(raw: bytes) -> str:
 class Request:
     """One S3 request: addressing, query, headers, the caller, and the body as a stream."""
 
-    __slots__ = ("body_requested", "bucket", "headers", "key", "method", "operation", "query", "receive",
+    __slots__ = ("body_requested", "bucket", "groups", "headers", "key", "method", "operation", "query", "receive",
                  "request_id", "user")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
@@ -96,6 +96,7 @@ class Request:
         self.headers = headers
         self.receive = receive
         self.user: str | None = None
+        self.groups: tuple[str, ...] = ()  # the user's groups, where authentication knows them (an OIDC token's)
         self.request_id: str = f"{_ID_PREFIX}{next(_ids):08X}"
         self.operation: str = "-"
         self.body_requested = False  # set once a handler starts reading: the server then sends 100 Continue
