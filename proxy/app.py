@@ -27,6 +27,7 @@ from proxy.context import Context, Stack
 from proxy.errors import error_response, internal_error
 from proxy.http import QUIET_ABORTS, Receive, Request, Response, Scope, Send, StreamAborted, send_response
 from proxy.metrics import Metrics
+from proxy.oidc import groups_of
 from proxy.operations import resolve
 from proxy.peer import PATHS as PEER_PATHS
 from proxy.peer import serve_peer
@@ -173,6 +174,7 @@ class S3App:
                                             (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
                                             scope.get("query_string", b"").decode("latin-1"), request.headers,
                                             request.query)
+                request.groups = groups_of(request.user)
             operation = resolve(request)
             request.operation = operation.name
             if token is not None:  # judged against the operation it would admit: only the read it was made for

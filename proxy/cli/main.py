@@ -10,20 +10,19 @@ import logging
 import os
 import socket
 import sys
-from asyncio import TimerHandle
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from conf.settings import ConfigError, Settings, load_settings
-from proxy.app import SETTINGS_ENV, build_app, header_section_too_large
+from proxy.app import SETTINGS_ENV, build_app
 from proxy.cli import check, load, sidecar, status
-from proxy.errors import error_response
+from proxy.cli.protocol import S3Protocol, connection_limits
 from proxy.stack import listen_url
+
+log = logging.getLogger("s3cache")
 
 
 class Command(Protocol):
@@ -146,90 +145,6 @@ def _banner(settings: Settings) -> str:
     source = settings.origin.endpoint or settings.storage.data_dir.resolve()
     return (f"s3cache serving {source} at {endpoint}\n"
             f"  try: AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url {endpoint} s3 ls")
-
-
-# Room for the request line beside the header section: a 1024-byte key percent-escaped, a presigned query with a
-# session token, and each header's ": " and CRLF.
-HEAD_SLACK_BYTES = 16 << 10
-log = logging.getLogger("s3cache")
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    head_bytes: int  # a request's head (request line and headers) larger than this is refused unread
-    header_timeout_s: float  # from a request's first byte to the end of its headers
-    idle_s: float  # from the connection's start to its first request's first byte
-
-
-class S3Protocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, bounded where uvicorn is not: httptools buffers a request's head however
-    long it grows (and uvicorn offers no limit with it), and uvicorn's only timer runs after a response, so a
-    client that connects and sends nothing, or one header byte a second, would hold its connection forever.
-    Here a head past its bound is answered 400 RequestHeaderSectionTooLarge and the connection closed, a head not
-    complete within header_timeout_s closes it, and so does a new connection silent for idle_s."""
-
-    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.limits = limits
-        self._head_bytes = 0
-        self._awaiting_head = True
-        self._deadline: TimerHandle | None = None
-
-    def _arm(self, delay_s: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay_s, self._expire)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            log.debug("closing a connection from %s: no complete request head in time", self.client)
-            self.transport.close()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm(self.limits.idle_s)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self._awaiting_head and self.parser is not None and not self.transport.is_closing():
-            self._head_bytes += len(data)  # counted once fed: body bytes after a complete head are not
-            if self._head_bytes > self.limits.head_bytes:
-                self._refuse_head()
-
-    def _refuse_head(self) -> None:
-        log.warning("refused a request head of more than %d bytes from %s", self.limits.head_bytes, self.client)
-        response = error_response(header_section_too_large(), "/", "0", False)
-        assert isinstance(response.body, bytes)
-        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\n"
-                             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(response.body), response.body))
-        self._disarm()
-        self.transport.close()
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._awaiting_head = True
-        self._head_bytes = 0
-        self._arm(self.limits.header_timeout_s)
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_head = False
-        self._disarm()
-        super().on_headers_complete()
-
-
-def connection_limits(settings: Settings) -> ConnectionLimits:
-    server = settings.server
-    return ConnectionLimits(server.max_header_bytes + HEAD_SLACK_BYTES, server.header_timeout_s,
-                            server.keepalive_idle_s)
 
 
 def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
