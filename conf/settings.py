@@ -115,11 +115,15 @@ class CacheSettings(_Section):
                            "max_fills x block size).")
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+
+
 def _redis_url(value: str | None) -> str | None:
-    """cluster.redis_url is one of the forms cache/cluster/connect.py reads: refused at load, not at the first connect."""
-    if value:
-        from cache.cluster.connect import parse  # here: loading settings does not import the Redis client
-        parse(value)
+    """cluster.redis_url names one of the kinds of Redis cache/cluster/connect.py reads (which checks the rest of the
+    URL when the worker starts: a ConfigError too)."""
+    if value and not value.lower().startswith(_REDIS_SCHEMES):
+        shown = value.split("://", 1)[0] + "://..." if "://" in value else value  # no password in the error
+        raise ValueError(f"{shown!r} is not a Redis URL: expected {', '.join(_REDIS_SCHEMES)}")
     return value
 
 

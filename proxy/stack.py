@@ -93,7 +93,10 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
     url = advertised_url(settings)
     worker_id = c.worker_id or url
     registering = settings.cache.capacity_bytes > 0  # capacity 0: a pure gateway, never a placement target
-    registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats)
+    try:  # redis://, redis+sentinel:// or redis+cluster:// (cache/cluster/connect.py reads the URL; no I/O yet)
+        registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats)
+    except ValueError as exc:
+        raise ConfigError(f"cluster.redis_url: {exc}") from None
     peers = Peers(c.secret, c.peer_timeout_s, block_size=settings.cache.block_size_bytes)
     return registry, Cluster(registry, worker_id, registering), peers
 

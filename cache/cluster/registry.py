@@ -11,11 +11,17 @@ Object metadata shared between the workers, and its invalidation on a write, rid
 namespace: ``cache.cluster.shared`` holds them (and their keys), and the registry delegates get_meta,
 put_meta and invalidate to it.
 
+The client is made by ``cache.cluster.connect`` from the URL: one Redis, the master a Sentinel group names, or
+a Redis Cluster (where every command below works: the keys of one command share a slot, pipelines are split by
+slot by redis-py's cluster client).
+
 Nothing here is on a warm read's path: membership is a snapshot refreshed every second, holder lookups
 are cached in memory, fills and evictions are queued and flushed as one pipeline. Redis being down is
 survived: calls fail soft (logged once per outage), workers serve from their own cache and the origin,
 and on reconnect each worker re-registers, re-publishes the blocks it holds and drops metadata it may
-have missed invalidations for.
+have missed invalidations for. So does a worker whose client now writes to another master (a Sentinel
+failover, a Redis Cluster whose primaries changed) though it saw no error: the promoted replica may lack
+the last writes the old master took.
 """
 
 from __future__ import annotations
@@ -27,12 +33,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from cache.bounded import Bounded
+from cache.cluster.connect import ERRORS, Client, close, connect, is_sentinel, masters, parse
 from cache.cluster.shared import SharedMetadata
 from cache.s3.model import ObjectMeta
 
@@ -42,6 +44,13 @@ _HOLDER_CACHE_S = 2.0
 _HOLDERS_CACHED = 100_000
 _FLUSH_EVERY_S = 0.05
 _STOP_WAIT_S = 2.0
+
+
+def _replicas(role: object) -> int:
+    """Connected replicas in a ROLE reply (["master", offset, [[host, port, offset], ...]]); 0 from a replica."""
+    if isinstance(role, list | tuple) and len(role) >= 3 and role[0] in (b"master", "master"):
+        return len(role[2])
+    return 0
 
 
 class BlockSizeMismatch(ValueError):
@@ -62,11 +71,14 @@ class Member:
 class Registry:
     def __init__(self, url: str, worker_id: str, advertise_url: str, heartbeat_ttl_s: float,
                  namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None) -> None:
-        # One immediate retry on a fresh connection: after a Redis restart every pooled connection is dead and
-        # would otherwise fail once each, flapping the worker "down" several times after it has rejoined.
-        self.redis = aioredis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0, health_check_interval=5,
-                                       retry=Retry(NoBackoff(), 1))
-        self.url = url
+        # One Redis, the master a Sentinel group names, or a Redis Cluster: cache.cluster.connect makes the client
+        # (with one immediate retry on a fresh connection, so a restart does not flap the worker "down").
+        target = parse(url)
+        self.redis: Client = connect(target)
+        self.url = target.describe()  # what logs and the status page show: the password masked
+        self.sentinel = is_sentinel(self.redis)
+        self.master: str | None = None  # the master (Sentinel) or primaries (Cluster) written to, when known
+        self.replicas = 0  # Sentinel: replicas of the master now (ROLE, each heartbeat); writes WAIT for one
         self.worker_id = worker_id
         self.advertise_url = advertise_url
         self.ttl_s = heartbeat_ttl_s
@@ -95,7 +107,7 @@ class Registry:
         try:
             await self.redis.hsetnx(f"{self.ns}:config", "block_size_bytes", str(block_size))
             agreed = await self.redis.hget(f"{self.ns}:config", "block_size_bytes")
-        except (RedisError, OSError):
+        except ERRORS:
             return
         if agreed is not None and int(agreed) != block_size:
             raise BlockSizeMismatch(f"cache.block_size_bytes: this cluster ({self.url}, namespace {self.ns}) "
@@ -116,7 +128,7 @@ class Registry:
     async def leave(self) -> None:
         """Stop being a placement target now (heartbeats stop too); in-flight reads still finish here."""
         self.registering_paused = True
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*ERRORS):
             if self.registering:
                 await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
                 await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
@@ -131,7 +143,7 @@ class Registry:
             _, pending = await asyncio.wait(self._tasks, timeout=_STOP_WAIT_S)
             if pending and self._shared.pubsub is not None:
                 # redis-py's listen() can swallow a cancel under load: closing its connection ends the wait
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*ERRORS):
                     await self._shared.pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 await asyncio.wait(pending, timeout=_STOP_WAIT_S)
         # Best effort from here: a connection cut by the cancels above can fail in redis-py in more ways than
@@ -142,7 +154,7 @@ class Registry:
                 await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
                 await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
         with contextlib.suppress(Exception):
-            await self.redis.aclose()
+            await close(self.redis)
 
     async def _loop(self, step: Callable[[], Awaitable[None]], every_s: float) -> None:
         while True:
@@ -176,14 +188,25 @@ class Registry:
                     lost = bool((await pipe.execute())[0])  # ZADD counts members it added
             else:
                 await self.redis.ping()
-        except (RedisError, OSError) as exc:
+            if self.sentinel:
+                self.replicas = _replicas(await self.redis.execute_command("ROLE"))
+        except ERRORS as exc:
             self.down("heartbeat", exc)
             return
         self.healthy = True
         self._outage_logged = False
-        if not was_healthy or lost:  # a Redis restart between two heartbeats is noticed here too
+        master, was = masters(self.redis), self.master
+        moved = master is not None and was is not None and master != was  # a failover, noticed or not
+        if master is not None:
+            self.master = master
+        if moved:
+            log.warning("Redis at %s: the master is now %s (was %s)", self.url, master, was)
+        if not was_healthy or lost or moved:  # a Redis restart between two heartbeats is noticed here too
             self._hold_members_until = time.monotonic() + self.ttl_s
-            log.info("Redis at %s reachable: joined as %s", self.url, self.worker_id)
+            if master is None:
+                log.info("Redis at %s reachable: joined as %s", self.url, self.worker_id)
+            else:
+                log.info("Redis at %s reachable: joined as %s (master %s)", self.url, self.worker_id, master)
             await self._rejoin()
 
     async def _rejoin(self) -> None:
@@ -199,7 +222,7 @@ class Registry:
                     for block in held[start:start + 1000]:
                         pipe.sadd(f"{self.ns}:blk:{block}", self.worker_id)
                     await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.down("republishing blocks", exc)
 
     async def _refresh_once(self) -> None:
@@ -215,7 +238,7 @@ class Registry:
                 for worker in ids:
                     pipe.hgetall(f"{self.ns}:worker:{worker}")
                 infos = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.down("membership refresh", exc)
             return
         members = {}
@@ -259,7 +282,7 @@ class Registry:
                 for block in removes:
                     pipe.srem(f"{self.ns}:blk:{block}", self.worker_id)
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.down("placement update", exc)  # republished in full on reconnect
 
     async def holders(self, block_ids: list[str]) -> dict[str, list[str]]:
@@ -279,7 +302,7 @@ class Registry:
                     for block in missing:
                         pipe.smembers(f"{self.ns}:blk:{block}")
                     results = await pipe.execute()
-            except (RedisError, OSError) as exc:
+            except ERRORS as exc:
                 self.down("holder lookup", exc)
                 results = [set() for _ in missing]
             for block, members in zip(missing, results, strict=True):

@@ -14,6 +14,12 @@ dropping it, so no worker answers from the old metadata once the write is answer
 the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
 that raced a write can never put the old version back for a whole TTL.
 
+With Sentinel, a write also waits (WAIT, at most ``REPLICA_WAIT_MS``) until a replica has the raised generation
+and the deleted metadata, so a failover right after a write cannot bring the old metadata back: the replica
+Sentinel promotes is the one furthest along. Redis Cluster: the channel's slot decides the node PUBLISH and
+every SUBSCRIBE go to (redis-py's cluster client), so PUBLISH still counts every subscriber; the two keys of
+one object share a hash tag, so MGET and the script touch one slot.
+
 It rides on the registry (``cache.cluster.registry``): its Redis client, namespace and health, whose
 ``on_invalidate`` hears of every key dropped; a failure here marks the registry down like any other.
 """
@@ -29,10 +35,11 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
 
+from cache.cluster import connect
+from cache.cluster.connect import ERRORS, Client
 from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")  # the registry's log, as before the two were split
@@ -40,6 +47,7 @@ log = logging.getLogger("s3cache.registry")  # the registry's log, as before the
 ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
 _GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
 _ACK_TTL_MS = 10_000
+REPLICA_WAIT_MS = 500  # Sentinel: how long a write waits for a replica to have it (WAIT 1)
 # KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
 _PUT_IF_UNCHANGED = """
 if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
@@ -52,10 +60,13 @@ return 0
 
 class SharedHost(Protocol):
     """What the shared metadata needs of the registry it serves: its Redis client, namespace, worker id and
-    health, the hook told of every dropped key, and where to report Redis failing."""
+    health, the master's replica count (Sentinel: writes wait for one when there is one), the hook told of
+    every dropped key, and where to report Redis failing."""
 
     @property
-    def redis(self) -> aioredis.Redis: ...
+    def redis(self) -> Client: ...
+    @property
+    def replicas(self) -> int: ...
     @property
     def ns(self) -> str: ...
     @property
@@ -76,6 +87,7 @@ class SharedMetadata:
         self.pubsub: PubSub | None = None  # the subscriber's, while it listens
         self.invalidations = 0  # published by this worker
         self.unacknowledged = 0  # of those, how many some worker did not acknowledge in time
+        self.unreplicated = 0  # of those, how many no replica had within REPLICA_WAIT_MS (Sentinel)
         self.stopping = False  # set by the registry's stop(): the subscriber does not reconnect
 
     def _meta_key(self, bucket: str, key: str) -> str:
@@ -91,7 +103,7 @@ class SharedMetadata:
             return None, None
         try:
             raw, generation = await self.registry.redis.mget(self._meta_key(bucket, key), self._gen_key(bucket, key))
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.registry.down("metadata read", exc)
             return None, None
         generation = generation.decode() if isinstance(generation, bytes) else (generation or "0")
@@ -112,7 +124,7 @@ class SharedMetadata:
             stored = await self._put_if_unchanged(
                 keys=[self._meta_key(bucket, meta.key), self._gen_key(bucket, meta.key)],
                 args=[generation, meta.to_json(), max(1, int(ttl_s * 1000))])
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.registry.down("metadata write", exc)
             return False
         return bool(stored)
@@ -124,15 +136,26 @@ class SharedMetadata:
             return
         nonce = uuid.uuid4().hex
         what = f"{bucket}/{keys[0]}" + (f" and {len(keys) - 1} more keys" if len(keys) > 1 else "")
+        channel, note = f"{self.registry.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)})
+        redis = self.registry.redis
+        cluster = isinstance(redis, RedisCluster)  # whose pipelines refuse PUBLISH: it is sent after them
+        replicated = self.registry.replicas > 0  # Sentinel with a replica: the write is on it before it is answered
         try:
-            async with self.registry.redis.pipeline(transaction=False) as pipe:
+            async with redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.incr(self._gen_key(bucket, key))
                     pipe.pexpire(self._gen_key(bucket, key), _GEN_TTL_MS)
                     pipe.delete(self._meta_key(bucket, key))
-                pipe.publish(f"{self.registry.ns}:invalidate", json.dumps({"n": nonce, "b": bucket, "k": list(keys)}))
-                subscribers = (await pipe.execute())[-1]
+                if not cluster:
+                    pipe.publish(channel, note)
+                if replicated:
+                    pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)  # same connection: waits for the writes above
+                results = await pipe.execute()
+            subscribers = await redis.publish(channel, note) if cluster else results[-2 if replicated else -1]
             self.invalidations += 1
+            if replicated and not results[-1]:
+                self.unreplicated += 1
+                log.warning("invalidation of %s: no replica had it within %d ms", what, REPLICA_WAIT_MS)
             deadline = time.monotonic() + ACK_TIMEOUT_S
             acked = 0
             while acked < subscribers:
@@ -143,14 +166,19 @@ class SharedMetadata:
                     self.unacknowledged += 1
                     break
                 acked += 1
-        except (RedisError, OSError) as exc:
+        except ERRORS as exc:
             self.registry.down("invalidation", exc)
 
     async def subscribe(self) -> None:
+        failed = False
         while not self.stopping:
-            pubsub = self.pubsub = self.registry.redis.pubsub()
+            pubsub: PubSub | None = None
             try:
+                pubsub = self.pubsub = await connect.pubsub(self.registry.redis)
                 await pubsub.subscribe(f"{self.registry.ns}:invalidate")
+                if failed:  # invalidations published while this was away were missed: drop everything
+                    failed = False
+                    self.registry.on_invalidate("", "")
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -169,11 +197,13 @@ class SharedMetadata:
                         await pipe.execute()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except ERRORS as exc:
                 if self.stopping:
                     return
+                failed = True
                 self.registry.down("invalidation channel", exc)
                 await asyncio.sleep(0.5)
             finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(*ERRORS):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
