@@ -33,6 +33,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, all_versions
 
+from cache.cluster.connect import parse as parse_redis_url
 from conf.settings import SECTIONS, env_name, load_settings, parse_size
 from rig.origin import ORIGIN_ENV, MotoOrigin
 from rig.processes import Worker, scrape
@@ -160,6 +161,37 @@ def settings_of(docs: tuple[dict[str, Any], ...], pod: str = "s3cache-0",
     return toml_text, env
 
 
+def redis_url_of(docs: tuple[dict[str, Any], ...]) -> str:
+    """The cluster.redis_url a worker pod gets: its environment's, else the settings file's."""
+    toml_text, env = settings_of(docs)
+    return env.get("S3CACHE_CLUSTER_REDIS_URL") or str(tomllib.loads(toml_text)["cluster"]["redis_url"])
+
+
+def assert_reaches(docs: tuple[dict[str, Any], ...], host: str, port: int) -> None:
+    """host:port is what this render serves: a Service's port, or (pod.service) a pod of a StatefulSet whose headless
+    Service has the port."""
+    pod, _, service = host.partition(".")
+    if not service:
+        assert port in {p["port"] for p in named(docs, "Service", host)["spec"]["ports"]}, host
+        return
+    headless = named(docs, "Service", service.split(".")[0])
+    assert headless["spec"]["clusterIP"] == "None" and port in {p["port"] for p in headless["spec"]["ports"]}, host
+    sets = [s for s in of_kind(docs, "StatefulSet") if s["spec"]["serviceName"] == headless["metadata"]["name"]]
+    assert any(pod.rpartition("-")[0] == s["metadata"]["name"] and int(pod.rpartition("-")[2]) < s["spec"]["replicas"]
+               for s in sets), f"{host}: no such pod"
+
+
+def assert_workers_reach_redis(docs: tuple[dict[str, Any], ...]) -> None:
+    """Every host of the workers' cluster.redis_url (cache/cluster/connect.py's forms) is in the render."""
+    target = parse_redis_url(redis_url_of(docs))
+    if target.kind == "redis":
+        url = urlsplit(target.url)
+        assert url.scheme == "redis" and url.hostname and url.port, target.url
+        assert_reaches(docs, url.hostname, url.port)
+    for host, port in target.hosts:
+        assert_reaches(docs, host, port)
+
+
 def config_toml(docs: tuple[dict[str, Any], ...]) -> str:
     sts = worker(docs)
     args = container(sts, "s3cache")["args"]
@@ -180,7 +212,7 @@ def test_renders_with_kustomize(name: str) -> None:
     assert {"StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget"} <= kinds
     if name != "base":
         assert {doc["metadata"].get("namespace") for doc in docs} == {"s3cache"}
-        named(docs, "Service", "s3cache-redis")  # what cluster.redis_url names; base leaves it to the overlays
+        assert_workers_reach_redis(docs)  # what cluster.redis_url names; base leaves it to the overlays
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -312,11 +344,11 @@ def test_the_worker_settings_load_as_the_pod_gets_them(name: str, tmp_path: Path
     assert urlsplit(settings.cluster.advertise_url).port == settings.server.port
     ports = {p["containerPort"] for p in container(worker(docs), "s3cache")["ports"]}
     assert settings.server.port in ports
-    redis = urlsplit(settings.cluster.redis_url)
-    assert redis.scheme == "redis"  # what cache/cluster/registry.py's client takes (no sentinel scheme yet)
+    assert settings.cluster.redis_url == redis_url_of(docs)
+    kind = parse_redis_url(settings.cluster.redis_url).kind  # what cache/cluster/connect.py makes a client of
+    assert kind == {"production": "sentinel"}.get(name, "redis")
     if name != "base":
-        service = named(docs, "Service", str(redis.hostname))
-        assert redis.port in {p["port"] for p in service["spec"]["ports"]}
+        assert_workers_reach_redis(docs)
 
 
 def _quantity(text: str) -> int:
@@ -366,30 +398,32 @@ def test_production_ingress_servicemonitor_and_disruption_budgets() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in scraped[0]["spec"]["ports"]}
     assert monitor["spec"]["endpoints"][0]["path"] == "/_s3cache/metrics"
     budgets = {p["metadata"]["name"] for p in of_kind(docs, "PodDisruptionBudget")}
-    assert budgets == {"s3cache", "s3cache-redis-node", "s3cache-redis-proxy"}
+    assert budgets == {"s3cache", "s3cache-redis-node"}
 
 
-def test_production_redis_sentinel_and_haproxy_agree(tmp_path: Path) -> None:
+def test_production_workers_ask_the_sentinels_for_the_master() -> None:
     docs = render("production")
     nodes = named(docs, "StatefulSet", "s3cache-redis-node")
     assert nodes["spec"]["replicas"] == 3
     assert {c["name"] for c in nodes["spec"]["template"]["spec"]["containers"]} == {"redis", "sentinel"}
     config = next(c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"].startswith("s3cache-redis-config"))
-    script, haproxy = config["data"]["redis-init.sh"], config["data"]["haproxy.cfg"]
+    script = config["data"]["redis-init.sh"]
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
-    domain = f"{nodes['spec']['serviceName']}.${{POD_NAMESPACE}}.svc.cluster.local"
-    servers = re.findall(r'^\s*server \S+ "([^"]+)"', haproxy, re.MULTILINE)
-    assert servers == [f"s3cache-redis-node-{i}.{domain}:6379" for i in range(nodes["spec"]["replicas"])]
-    assert "sentinel monitor s3cache ${master} 6379 2" in script
-    assert "s3cache-redis-sentinel." in script
+    monitor = re.search(r"^sentinel monitor (\S+) \$\{master\} 6379 (\d+)$", script, re.MULTILINE)
+    assert monitor is not None and int(monitor.group(2)) == 2
+    assert "s3cache-redis-sentinel." in script  # a starting node asks the sentinels who the master is
     named(docs, "Service", "s3cache-redis-sentinel")
-    proxy = named(docs, "Deployment", "s3cache-redis-proxy")
-    assert selects(named(docs, "Service", "s3cache-redis")["spec"]["selector"], pod_labels(proxy))
-    if shutil.which("haproxy"):  # not on every machine; checked where it is
-        (tmp_path / "haproxy.cfg").write_text(haproxy)
-        done = subprocess.run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
-                              env={"POD_NAMESPACE": "s3cache", "PATH": "/usr/sbin:/usr/bin:/bin"})
-        assert done.returncode == 0, done.stdout + done.stderr
+    # the workers are given every sentinel (one per Redis node) and the master's name the sentinels monitor
+    target = parse_redis_url(redis_url_of(docs))
+    assert target.kind == "sentinel" and target.service == monitor.group(1) and target.db == 0
+    assert list(target.hosts) == [(f"s3cache-redis-node-{i}.{nodes['spec']['serviceName']}", 26379)
+                                  for i in range(nodes["spec"]["replicas"])]
+    sentinel_port = next(p for c in nodes["spec"]["template"]["spec"]["containers"] if c["name"] == "sentinel"
+                         for p in c["ports"])
+    assert sentinel_port["containerPort"] == 26379
+    # nothing stands between the workers and Redis any more
+    assert {w["metadata"]["name"] for w in workloads(docs)} == {"s3cache", "s3cache-redis-node"}
+    assert "s3cache-redis" not in {svc["metadata"]["name"] for svc in of_kind(docs, "Service")}  # HAProxy's, once
 
 
 def test_the_objects_in_the_deployment_guide_validate() -> None:
