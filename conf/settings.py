@@ -59,6 +59,9 @@ class ServerSettings(_Section):
                                     "closed (keepalive_timeout_s is the idle time allowed after a request).")
     max_connections: int = Field(1000, ge=1, description="Open client connections (and requests in flight) per "
                                  "process; requests beyond it are answered 503 (uvicorn's limit_concurrency).")
+    max_inflight_requests: int = Field(512, ge=0, description="S3 requests answered at once per process; one "
+                                       "more is refused at once with 503 SlowDown and Retry-After: 1, which SDKs "
+                                       "retry (0: no limit).")
 
 
 class StorageSettings(_Section):
@@ -113,6 +116,9 @@ class CacheSettings(_Section):
                                       "the window doubles with every block it reads, up to this.")
     max_fills: int = Field(16, ge=1, le=1024, description="Blocks fetched from the origin at once (bounds memory: "
                            "max_fills x block size).")
+    max_waiting_fills: int = Field(256, ge=0, description="Origin fills queued for one of the max_fills slots; "
+                                   "while more wait, S3 requests are refused with 503 SlowDown and Retry-After: 1 "
+                                   "instead of queueing without bound (0: no limit).")
 
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")

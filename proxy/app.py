@@ -123,6 +123,11 @@ class S3App:
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
         self.legacy_names = ctx.settings.origin.endpoint is not None
+        # admission control: past either bound an S3 request is refused at once (503 SlowDown), never queued
+        self.inflight = 0  # S3 requests in S3App.s3 right now
+        self.max_inflight = ctx.settings.server.max_inflight_requests
+        self.max_waiting_fills = ctx.settings.cache.max_waiting_fills
+        self.reader = stack.reader if stack is not None else None
         logging.getLogger("uvicorn.error").addFilter(QUIET_ABORTS)  # aborted streams: send_response logs them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,7 +164,9 @@ class S3App:
         started = time.perf_counter()
         head = scope["method"] == "HEAD"
         request: Request | None = None
+        self.inflight += 1  # counted down in the finally below (or where a cancelled request leaves)
         try:
+            self._admit()
             check_header_section(scope["headers"], self.max_header_bytes, self.max_headers)
             request = Request(scope, receive)
             if request.bucket and request.bucket not in self.mounted:
@@ -187,6 +194,9 @@ class S3App:
         except Exception:
             log.exception("unhandled error in %s %s", scope["method"], scope["path"])
             response = self._error(internal_error(), scope, request, head)
+        except BaseException:  # cancelled mid-request: nothing goes out, and it is no longer in flight
+            self.inflight -= 1
+            raise
         if (request is None or not request.body_requested) and \
                 any(name == b"expect" for name, _ in scope["headers"]):
             # A final answer before "100 Continue": the client may or may not send the body now, so the
@@ -202,10 +212,24 @@ class S3App:
         except OSError as error:
             log.info("client went away during %s: %s", scope["path"], error)
         finally:
+            self.inflight -= 1
             size = 0 if head else response.size
             self.metrics.observe(request.operation if request else "-", status, size, time.perf_counter() - started)
             if self.access:
                 self._log(request, scope, status, size, started)
+
+    def _admit(self) -> None:
+        """Refuse a request while the worker is saturated, before anything of it is read: more S3 requests in
+        flight than server.max_inflight_requests (this one counted), or more origin fills waiting for a slot than
+        cache.max_waiting_fills. 503 SlowDown with Retry-After: 1, which the SDKs back off and retry."""
+        if self.max_inflight and self.inflight > self.max_inflight:
+            reason = "inflight"
+        elif self.max_waiting_fills and self.reader is not None and self.reader.waiting_fills > self.max_waiting_fills:
+            reason = "waiting_fills"
+        else:
+            return
+        self.metrics.refused[reason] += 1
+        raise S3Error("SlowDown", headers={"retry-after": "1"})
 
     def _error(self, error: S3Error, scope: Scope, request: Request | None, head: bool) -> Response:
         resource = scope["path"]

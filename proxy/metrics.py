@@ -26,6 +26,7 @@ class Metrics:
         self.requests: Counter[tuple[str, int]] = Counter()
         self.bytes_sent: Counter[str] = Counter()
         self.latency: dict[str, list[float]] = {}  # operation -> bucket counts..., +Inf count, sum
+        self.refused: Counter[str] = Counter()  # S3 requests answered 503 SlowDown by admission control, by reason
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -61,6 +62,11 @@ class Metrics:
                 buckets.append((bound, cumulative))
             latency.add_metric([operation], buckets, counts[-1])
         yield latency
+        refused = CounterMetricFamily("s3cache_requests_refused", "S3 requests refused with 503 SlowDown when the "
+                                      "worker was saturated, by reason (inflight, waiting_fills)", labels=["reason"])
+        for reason, count in sorted(self.refused.items()):
+            refused.add_metric([reason], count)
+        yield refused
         yield from self._cache_metrics()
 
     def _cache_metrics(self) -> Iterator[Metric]:
@@ -81,6 +87,8 @@ class Metrics:
                                       value=stack.reader.origin_fetches)
             yield CounterMetricFamily("s3cache_peer_block_reads", "Block ranges read from other workers",
                                       value=stack.reader.peer_reads)
+            yield GaugeMetricFamily("s3cache_fills_waiting", "Origin fills waiting for a slot (cache.max_fills); "
+                                    "past cache.max_waiting_fills requests are refused", value=stack.reader.waiting_fills)
         if stack.registry is not None:
             yield GaugeMetricFamily("s3cache_cluster_workers", "Live workers in the cluster",
                                     value=len(stack.registry.members))

@@ -94,6 +94,12 @@ class BlockReader:
         self._next_offset: Bounded[tuple[str, str, str], tuple[int, int]] = Bounded(_SEQUENTIAL_TRACKED)
         self.origin_fetches = 0
 
+    @property
+    def waiting_fills(self) -> int:
+        """Fills queued for one of the max_fills slots (not yet fetching): what admission control compares with
+        cache.max_waiting_fills. The semaphore's own queue, so a fill counts exactly while it waits."""
+        return len(self._fill_slots._waiters or ())
+
     def _span(self, meta: ObjectMeta, index: int) -> tuple[int, int]:
         start = index * self.block_size
         return start, min(start + self.block_size, meta.size)
