@@ -17,7 +17,18 @@ _CONDITION_HEADERS = {
     prefix: frozenset(prefix + name for name in ("if-match", "if-none-match", "if-modified-since", "if-unmodified-since"))
     for prefix in ("", "x-amz-copy-source-")
 }
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$")
+# ASCII digits and HTTP's whitespace (SP, HTAB): \d and \s would take other digits (int() reads them too) and spaces
+_RANGE_RE = re.compile(r"^[ \t]*bytes[ \t]*=[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*$")
+_INT_DIGITS = 4000  # int() refuses a decimal string past 4300 digits (sys.get_int_max_str_digits)
+_INT_BASE: int = 10**_INT_DIGITS
+
+
+def _decimal(digits: str) -> int:
+    """ASCII digits as an int, however many a header holds (bytes=0-999...: the exact value, as int() would)."""
+    digits = digits.lstrip("0")
+    if len(digits) <= _INT_DIGITS:
+        return int(digits or "0")
+    return _decimal(digits[:-_INT_DIGITS]) * _INT_BASE + int(digits[-_INT_DIGITS:])
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -34,12 +45,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if first == "" and last == "":
         return None
     if first == "":  # suffix: the last N bytes
-        length = int(last)
+        length = _decimal(last)
         if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - length), size
-    start = int(first)
-    end = int(last) + 1 if last != "" else size
+    start = _decimal(first)
+    end = _decimal(last) + 1 if last != "" else size
     if last != "" and end <= start:
         return None  # last < first: not a valid byte-range-spec, so the header is ignored
     if start >= size:
@@ -53,7 +64,7 @@ def range_start(header: str | None) -> int | None:
     match = _RANGE_RE.match(header) if header is not None else None
     if match is None or match.groups() == ("", ""):
         return None
-    return int(match.group(1)) if match.group(1) else 0
+    return _decimal(match.group(1)) if match.group(1) else 0
 
 
 def _unsatisfiable(size: int) -> S3Error:

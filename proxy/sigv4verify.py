@@ -52,7 +52,8 @@ def presigned_window(query: Mapping[str, str], now: datetime.datetime) -> tuple[
         raise S3Error("AuthorizationQueryParametersError", _QUERY_REQUIRED)
     if not _INTEGER.fullmatch(text):
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
-    expires = int(text)
+    digits = text.lstrip("-").lstrip("0") or "0"  # int() refuses past 4300 digits; past 18 it is past a week anyway
+    expires = (int(digits) if len(digits) <= 18 else MAX_EXPIRES_S + 1) * (-1 if text.startswith("-") else 1)
     if expires < 0:
         raise S3Error("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
     if expires > MAX_EXPIRES_S:

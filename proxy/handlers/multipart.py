@@ -18,12 +18,22 @@ _COPY_RANGE_RE = re.compile(r"^bytes=(\d+)-(\d+)$")
 MAX_LISTED = 1000
 
 
+def _number(text: str) -> int | None:
+    """ASCII digits as an int, else None: str.isdigit() also takes "²" (which int() refuses), and int() refuses a
+    string past 4300 digits. A value past 10**18 reads as 10**18, past every bound it is compared with."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    text = text.lstrip("0") or "0"
+    return int(text) if len(text) <= 18 else 10**18
+
+
 def _part_number(request: Request) -> int:
     raw = request.query.get("partNumber", "")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    number = _number(raw)
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
         raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
                                "partNumber", raw)
-    return int(raw)
+    return number
 
 
 def _initiator(user: str | None) -> str:
@@ -60,7 +70,7 @@ async def upload_part_copy(ctx: Context, request: Request) -> Response:
             raise invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where "
                                    "first and last are the zero-based offsets of the first and last bytes to copy",
                                    "x-amz-copy-source-range", raw_range)
-        start, end = int(match.group(1)), int(match.group(2)) + 1
+        start, end = _number(match.group(1)) or 0, (_number(match.group(2)) or 0) + 1
         if start >= end or end > source.size:
             raise S3Error("InvalidRange", extra={"ActualObjectSize": str(source.size)})
     part = await ctx.store.upload_part_copy(request.bucket, request.key, request.query["uploadId"], number,
@@ -73,13 +83,14 @@ async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
     root = parse(await read_xml_body(request), "CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
     for element in root.findall("Part"):
-        number, etag = element.findtext("PartNumber"), element.findtext("ETag")
-        if number is None or etag is None or not number.strip().isdigit():
+        text, etag = element.findtext("PartNumber"), element.findtext("ETag")
+        number = _number(text.strip()) if text is not None else None
+        if text is None or etag is None or number is None:
             raise S3Error("MalformedXML", "Each Part must have a PartNumber and an ETag")
-        if not 1 <= int(number) <= MAX_PART_NUMBER or len(parts) == MAX_PART_NUMBER:  # S3: never InvalidPart
+        if not 1 <= number <= MAX_PART_NUMBER or len(parts) == MAX_PART_NUMBER:  # S3: never InvalidPart
             raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
-                                   "partNumber", number.strip())
-        parts.append((int(number), etag.strip()))
+                                   "partNumber", text.strip())
+        parts.append((number, etag.strip()))
     meta = await ctx.store.complete_upload(request.bucket, request.key, request.query["uploadId"], parts,
                                            write_conditions(request))
     return Response.xml(document(
@@ -94,9 +105,10 @@ async def abort_multipart_upload(ctx: Context, request: Request) -> Response:
 
 def _bounded_int(request: Request, name: str, default: int) -> int:
     raw = request.query.get(name, str(default))
-    if not raw.isdigit():
+    number = _number(raw)
+    if number is None:
         raise invalid_argument(f"Provided {name} not an integer or within integer range", name, raw)
-    return min(int(raw), default)
+    return min(number, default)
 
 
 async def list_parts(ctx: Context, request: Request) -> Response:
