@@ -13,7 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    model_validator,
+)
 
 ENV_PREFIX = "S3CACHE_"
 
@@ -37,6 +48,28 @@ def parse_size(value: object) -> object:
 
 
 Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+REVEAL_SECRETS = "reveal_secrets"  # model_dump(mode="json", context={REVEAL_SECRETS: True}): secrets in clear
+
+
+def _secret_json(value: SecretStr, info: SerializationInfo) -> str:
+    """A secret in JSON is masked, unless the dump is the settings handed to `serve --processes N` children."""
+    context = info.context
+    return value.get_secret_value() if isinstance(context, dict) and context.get(REVEAL_SECRETS) else str(value)
+
+
+# A secret setting: its repr, str and JSON show "**********"; the value is .get_secret_value().
+Secret = Annotated[SecretStr, PlainSerializer(_secret_json, when_used="json")]
+
+
+def _secrets_json(value: dict[str, str], info: SerializationInfo) -> dict[str, str]:
+    context = info.context
+    reveal = isinstance(context, dict) and context.get(REVEAL_SECRETS)
+    return dict(value) if reveal else {name: "**********" for name in value}
+
+
+# Name -> secret (auth.users): left out of repr, masked in any dump (unless REVEAL_SECRETS).
+Secrets = Annotated[dict[str, str], PlainSerializer(_secrets_json, when_used="always")]
 
 
 class _Section(BaseModel):
@@ -75,7 +108,7 @@ class OriginSettings(_Section):
     region: str = Field("us-east-1", description="Region the origin's requests are signed for.")
     access_key_id: str | None = Field(None, description="Origin credentials; unset = AWS_ACCESS_KEY_ID / "
                                       "AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the shared credentials file.")
-    secret_access_key: str | None = Field(None, description="Secret for access_key_id.")
+    secret_access_key: Secret | None = Field(None, description="Secret for access_key_id.")
     profile: str | None = Field(None, description="Profile of the shared credentials file (default: AWS_PROFILE "
                                 "or 'default').")
     addressing_style: Literal["path", "virtual"] = Field("path", description="path: host/bucket/key; virtual: "
@@ -143,10 +176,16 @@ class ClusterSettings(_Section):
                                       "worker at; default http://<host>:<port>.")
     worker_id: str | None = Field(None, description="Stable id of this worker in the cluster; default the "
                                   "advertised URL (a restarted worker keeps its blocks).")
-    secret: str | None = Field(None, description="Shared secret of the cluster: peers and redirect tokens are "
-                               "authenticated with it. Required with redis_url (or secret_file).")
+    secret: Secret | None = Field(None, description="Shared secret of the cluster: peers and redirect tokens are "
+                                  "authenticated with it. Required with redis_url (or secret_file).")
     secret_file: Path | None = Field(None, description="File holding the cluster secret (surrounding whitespace "
                                      "dropped), read at start: keeps it out of the command line and the config.")
+    previous_secret: Secret | None = Field(None, description="The secret being rotated out: peer requests and "
+                                           "redirect tokens signed with it are still accepted, new ones are signed "
+                                           "with secret. Drop it once every worker has the new secret.")
+    previous_secret_file: Path | None = Field(None, description="File holding previous_secret (as secret_file).")
+    peer_request_ttl_s: float = Field(30.0, gt=0, le=3600, description="Lifetime of the signature on a peer "
+                                      "request: a captured one is refused after this (allow for clock skew).")
     data_path: Literal["proxy", "redirect", "auto"] = Field(
         "proxy", description="How a read of blocks held elsewhere is served: proxy (stream them from the "
         "holder), redirect (307 to the holder), auto (redirect clients that follow 307, proxy the rest).")
@@ -163,8 +202,9 @@ class AuthSettings(_Section):
         "sigv4: SigV4 signatures (header or presigned) are verified against [auth.users]; oidc: a JWT (Bearer, or "
         "the SigV4 session token) verified against oidc_jwks names the user, requests without one are judged as "
         "in sigv4.")
-    users: dict[str, str] = Field(default_factory=dict, description="Access key -> secret key, for sigv4. "
-                                  "Pachyderm's rule (access key = secret key = the job token) is {token = token}.")
+    users: Secrets = Field(default_factory=dict, repr=False, description="Access key -> secret key, for "
+                                  "sigv4. Pachyderm's rule (access key = secret key = the job token) is "
+                                  "{token = token}. Left out of the settings' repr.")
     anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
     max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
     oidc_jwks: str | None = Field(None, description="oidc mode: the identity provider's signing keys, a JWKS file "
@@ -281,20 +321,28 @@ def load_settings(
 
 
 def _with_secret_file(settings: Settings) -> Settings:
-    """cluster.secret read from cluster.secret_file, so the secret need not be on a command line (where every
-    user of the host reads it in /proc/PID/cmdline) nor in a config file."""
+    """cluster.secret read from cluster.secret_file (and previous_secret from previous_secret_file), so the secret
+    need not be on a command line (where every user of the host reads it in /proc/PID/cmdline) nor in a config
+    file."""
     cluster = settings.cluster
-    if cluster.secret_file is None:
+    update: dict[str, SecretStr] = {}
+    for field in ("secret", "previous_secret"):
+        path: Path | None = getattr(cluster, f"{field}_file")
+        if path is None:
+            continue
+        if getattr(cluster, field) is not None:
+            raise ConfigError(f"cluster.{field}_file: give the cluster {field.replace('_', ' ')} or a file holding "
+                              "it, not both")
+        try:
+            secret = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cluster.{field}_file: cannot read {path}: {exc}") from None
+        if not secret:
+            raise ConfigError(f"cluster.{field}_file: {path} is empty")
+        update[field] = SecretStr(secret)
+    if not update:
         return settings
-    if cluster.secret is not None:
-        raise ConfigError("cluster.secret_file: give the cluster secret or a file holding it, not both")
-    try:
-        secret = cluster.secret_file.read_text().strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cluster.secret_file: cannot read {cluster.secret_file}: {exc}") from None
-    if not secret:
-        raise ConfigError(f"cluster.secret_file: {cluster.secret_file} is empty")
-    return settings.model_copy(update={"cluster": cluster.model_copy(update={"secret": secret})})
+    return settings.model_copy(update={"cluster": cluster.model_copy(update=update)})
 
 
 def describe() -> list[tuple[str, str, object, str]]:

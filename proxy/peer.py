@@ -1,6 +1,7 @@
 """The peer endpoint: another worker asks for bytes of a block this worker holds or owns, or to open an object cold.
 
-``GET /_s3cache/peer/block?b=&k=&e=&s=&i=&lo=&hi=`` with the cluster secret; served from this worker's
+``GET /_s3cache/peer/block?b=&k=&e=&s=&i=&lo=&hi=`` signed with the cluster secret (cache.cluster.peers.sign_request:
+this method, path and query, unexpired; the previous secret is accepted too during a rotation); served from this worker's
 cache or filled here from the origin, never forwarded again (no loops). lo == hi is a prefetch hint.
 ``GET /_s3cache/peer/meta?b=&k=&i=&w=``: this worker owns block i of an object the asking worker does not know
 yet (w=1: the client reads it whole); it opens the object here (one origin request, for block i, which then
@@ -9,11 +10,10 @@ fills here) and answers the metadata as JSON (``ObjectMeta.to_json``).
 
 from __future__ import annotations
 
-import hmac
 import logging
 from urllib.parse import parse_qsl
 
-from cache.cluster.peers import META_PATH, PEER_PATH, SECRET_HEADER
+from cache.cluster.peers import EXPIRES_HEADER, META_PATH, PEER_PATH, SIGNATURE_HEADER, verify_request
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
 from proxy.context import Context
@@ -26,12 +26,17 @@ PATHS = frozenset({PEER_PATH, META_PATH})
 
 
 def _query(ctx: Context, scope: Scope) -> dict[str, str]:
-    """The request's query, once the cluster secret and the block size are found to agree."""
-    secret = ctx.settings.cluster.secret
-    offered = dict(scope["headers"]).get(SECRET_HEADER.encode(), b"").decode("latin-1")
-    if not secret or not hmac.compare_digest(offered, secret):
-        raise S3Error("AccessDenied", "Peer requests must carry the cluster secret")
-    q = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+    """The request's query, once its signature (cluster secret) and the block size are found to agree."""
+    cluster = ctx.settings.cluster
+    secrets = [s.get_secret_value() for s in (cluster.secret, cluster.previous_secret) if s is not None]
+    headers = dict(scope["headers"])
+    expires = headers.get(EXPIRES_HEADER.encode(), b"").decode("latin-1")
+    signature = headers.get(SIGNATURE_HEADER.encode(), b"").decode("latin-1")
+    pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    if not verify_request(secrets, scope["method"], scope["path"], pairs, expires, signature):
+        raise S3Error("AccessDenied", "Peer requests must be signed with the cluster secret, for this request, "
+                      "unexpired")
+    q = dict(pairs)
     block_size = q.get("bs", "0")
     if not block_size.isdigit():
         raise S3Error("InvalidRequest", "Malformed peer request")

@@ -75,12 +75,15 @@ def check_token(ctx: Context, request: Request, operation: Operation, token: Tok
     if not operation.redirectable:
         raise S3Error("AccessDenied", f"A redirect token admits only the read it was issued for, never "
                       f"{operation.name}; send this request, signed, to the original endpoint")
-    secret = ctx.settings.cluster.secret
+    cluster = ctx.settings.cluster
+    secrets = [s.get_secret_value() for s in (cluster.secret, cluster.previous_secret) if s is not None]
     expiry = token.expiry
     fresh = expiry.isascii() and expiry.isdigit() and len(expiry) <= _MAX_EXPIRY_DIGITS and int(expiry) >= time.time()
-    valid = bool(secret) and fresh and hmac.compare_digest(
-        token.signature.encode(), _signature(secret or "", operation.name, request.method, request.bucket,
-                                             request.key, expiry, token.user).encode())
+    valid = False
+    for secret in secrets if fresh else ():  # the previous secret too, during a rotation; every one is tried
+        if secret:
+            valid |= hmac.compare_digest(token.signature.encode(), _signature(
+                secret, operation.name, request.method, request.bucket, request.key, expiry, token.user).encode())
     if not valid:
         raise S3Error("AccessDenied", "The redirect token is invalid, has expired or was issued for another "
                       "request; send the request again to the original endpoint")
@@ -121,7 +124,7 @@ async def redirect(ctx: Context, request: Request, operation: Operation, landed_
 
 
 def _temporary_redirect(ctx: Context, request: Request, operation: Operation, target: str) -> Response:
-    secret = ctx.settings.cluster.secret or ""
+    secret = ctx.settings.cluster.secret.get_secret_value() if ctx.settings.cluster.secret is not None else ""
     expiry = str(int(time.time() + ctx.settings.cluster.redirect_token_ttl_s))
     user = request.user or ""
     signature = _signature(secret, operation.name, request.method, request.bucket, request.key, expiry, user)

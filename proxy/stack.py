@@ -41,7 +41,8 @@ def _origin(settings: Settings) -> S3Store | None:
     except (OSError, ssl.SSLError) as exc:
         source = "origin.ca_bundle" if o.ca_bundle else "AWS_CA_BUNDLE (origin.ca_bundle unset)"
         raise ConfigError(f"{source}: cannot load CA certificates from {ca_bundle}: {exc}") from None
-    credentials = resolve_credentials(o.access_key_id, o.secret_access_key, os.environ, o.profile)
+    secret_key = o.secret_access_key.get_secret_value() if o.secret_access_key is not None else None
+    credentials = resolve_credentials(o.access_key_id, secret_key, os.environ, o.profile)
     signer = Signer(credentials, o.region) if credentials else None
     return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
                    connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
@@ -97,7 +98,9 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
         registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats)
     except ValueError as exc:
         raise ConfigError(f"cluster.redis_url: {exc}") from None
-    peers = Peers(c.secret, c.peer_timeout_s, block_size=settings.cache.block_size_bytes)
+    peers = Peers(c.secret.get_secret_value(), c.peer_timeout_s, block_size=settings.cache.block_size_bytes,
+                  signature_ttl_s=c.peer_request_ttl_s,
+                  previous_secret=c.previous_secret.get_secret_value() if c.previous_secret is not None else None)
     return registry, Cluster(registry, worker_id, registering), peers
 
 

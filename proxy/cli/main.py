@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import uvicorn
 
-from conf.settings import ConfigError, Settings, load_settings
+from conf.settings import REVEAL_SECRETS, ConfigError, Settings, load_settings
 from proxy.app import SETTINGS_ENV, build_app
 from proxy.cli import check, load, sidecar, status
 from proxy.cli.protocol import S3Protocol, connection_limits
@@ -58,6 +58,7 @@ SERVE_FLAGS: dict[str, tuple[str, str]] = {
     "data_path": ("cluster", "data_path"),
     "cluster_secret": ("cluster", "secret"),
     "cluster_secret_file": ("cluster", "secret_file"),
+    "cluster_previous_secret_file": ("cluster", "previous_secret_file"),
 }
 SECRET_ON_COMMAND_LINE = ("--cluster-secret puts the cluster secret where every user of this host can read it "
                           "(ps, /proc/PID/cmdline): use --cluster-secret-file or S3CACHE_CLUSTER_SECRET")
@@ -106,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
                          "host: prefer --cluster-secret-file or S3CACHE_CLUSTER_SECRET")
     cluster.add_argument("--cluster-secret-file", metavar="FILE", type=Path,
                          help="file holding the cluster secret (surrounding whitespace dropped)")
+    cluster.add_argument("--cluster-previous-secret-file", metavar="FILE", type=Path,
+                         help="during a rotation: file holding the secret being replaced, still accepted from peers "
+                              "and in redirect tokens (new ones are signed with the current secret)")
     cluster.add_argument("--advertise-url", metavar="URL", help="URL peers and redirected clients use to reach "
                          "this worker (default http://HOST:PORT)")
     cluster.add_argument("--worker-id", metavar="ID", help="stable worker id (default the advertised URL)")
@@ -162,7 +166,8 @@ def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         "limit_concurrency": settings.server.max_connections,  # beyond it uvicorn answers 503
     }
     if settings.server.processes > 1:
-        os.environ[SETTINGS_ENV] = json.dumps(settings.model_dump(mode="json"))
+        # the children need the secrets themselves (masked in any other dump); this variable is never logged
+        os.environ[SETTINGS_ENV] = json.dumps(settings.model_dump(mode="json", context={REVEAL_SECRETS: True}))
         print(_banner(settings), flush=True)
         uvicorn.run("proxy.app:app_from_env", factory=True, host=settings.server.host, port=settings.server.port,
                     workers=settings.server.processes, **common)

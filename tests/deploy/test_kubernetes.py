@@ -338,7 +338,7 @@ def test_the_worker_settings_load_as_the_pod_gets_them(name: str, tmp_path: Path
         (settings.server.host, settings.storage.data_dir, settings.cache.cache_dir)
     assert settings.cluster.advertise_url == "http://s3cache-2.s3cache-peers.team-a.svc.cluster.local:29998"
     assert settings.cluster.worker_id == "s3cache-2"
-    assert settings.cluster.secret == "secret-cluster-secret"
+    assert settings.cluster.secret is not None and settings.cluster.secret.get_secret_value() == "secret-cluster-secret"
     assert settings.origin.access_key_id == "secret-origin-access-key-id"
     assert settings.server.host == "0.0.0.0" and settings.server.processes == 1
     assert urlsplit(settings.cluster.advertise_url).port == settings.server.port

@@ -35,6 +35,7 @@ import s3fs
 from botocore.config import Config
 
 from cache.blocks.reader import block_id
+from cache.cluster.peers import PEER_PATH, sign_request
 from cache.cluster.placement import owner, placement_id
 from rig.nginx import Nginx
 from rig.origin import CountingProxy, MotoOrigin
@@ -413,14 +414,16 @@ class TestProxyMode:
 
     def test_peer_requests_need_the_cluster_secret(self, proxy_rig: Rig) -> None:
         rig, key = proxy_rig, "small"
-        query = urlencode({"b": rig.bucket, "k": key, "e": rig.etags[key], "s": len(rig.objects[key]), "i": 0,
-                           "lo": 0, "hi": 100})
+        params = {"b": rig.bucket, "k": key, "e": rig.etags[key], "s": len(rig.objects[key]), "i": 0, "lo": 0,
+                  "hi": 100}
+        signed = sign_request(SECRET, "GET", PEER_PATH, params, 30)
         for wid in IDS:
-            url = f"{rig.url(wid)}/_s3cache/peer/block?{query}"
-            for headers in ({}, {"x-s3cache-secret": "wrong"}, {"x-s3cache-secret": ""}):
+            url = f"{rig.url(wid)}{PEER_PATH}?{urlencode(params)}"
+            for headers in ({}, {"x-s3cache-secret": SECRET}, sign_request("wrong", "GET", PEER_PATH, params, 30),
+                            {**signed, "x-s3cache-signature": ""}):
                 r = httpx.get(url, headers=headers, timeout=10)
                 assert r.status_code == 403 and b"AccessDenied" in r.content, (wid, headers, r.text)
-            r = httpx.get(url, headers={"x-s3cache-secret": SECRET}, timeout=10)
+            r = httpx.get(url, headers=signed, timeout=10)
             assert r.status_code == 200 and r.content == rig.objects[key][:100]
 
     def test_capacity_zero_worker_is_a_pure_gateway(self, proxy_rig: Rig) -> None:

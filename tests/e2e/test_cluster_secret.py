@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cache.cluster.peers import PEER_PATH, SECRET_HEADER
+from cache.cluster.peers import PEER_PATH, sign_request
 from rig.processes import Worker
 from rig.redis import RedisServer
 
@@ -41,11 +41,12 @@ def _start(tmp_path: Path, redis_server: RedisServer, *args: str, env: dict[str,
 
 
 def _holds(worker: Worker, secret: str) -> None:
-    """The worker's peer endpoint admits the secret (the malformed request then gets past it) and no other."""
+    """The worker's peer endpoint admits a request signed with the secret (the malformed request then gets past
+    it) and no other."""
     url = f"{worker.url}{PEER_PATH}?bs=0"
-    admitted = httpx.get(url, headers={SECRET_HEADER: secret})
+    admitted = httpx.get(url, headers=sign_request(secret, "GET", PEER_PATH, {"bs": 0}, 30))
     assert admitted.status_code == 400 and "<Code>InvalidRequest</Code>" in admitted.text, admitted.text
-    refused = httpx.get(url, headers={SECRET_HEADER: secret + "x"})
+    refused = httpx.get(url, headers=sign_request(secret + "x", "GET", PEER_PATH, {"bs": 0}, 30))
     assert refused.status_code == 403 and "<Code>AccessDenied</Code>" in refused.text
 
 
