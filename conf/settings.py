@@ -231,7 +231,13 @@ class AuthSettings(_Section):
 
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
-    access_log: bool = Field(True, description="One line per request: user, operation, status, bytes, latency.")
+    access_log: bool = Field(True, description="One line per request on the s3cache.access logger: user, "
+                             "operation, bucket, key, status, bytes, latency, the request id the client saw "
+                             "(x-amz-request-id), cache hit or miss and what served the blocks (local, peer, "
+                             "origin, mixed; - when no block was read).")
+    format: Literal["text", "json"] = Field("text", description="text: one line per record, fields separated by "
+                                            "spaces; json: one JSON object per line (JSON lines) for every logger, "
+                                            "the access log's fields as keys of their own.")
 
 
 class Settings(_Section):

@@ -19,6 +19,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from cache.blocks.reader import Served, served
 from cache.s3.errors import S3Error
 from cache.s3.names import bucket_name_error
 from conf.settings import Settings
@@ -26,6 +27,7 @@ from proxy.auth import authenticate
 from proxy.context import Context, Stack
 from proxy.errors import error_response, internal_error
 from proxy.http import QUIET_ABORTS, Receive, Request, Response, Scope, Send, StreamAborted, send_response
+from proxy.logs import ACCESS_FIELDS
 from proxy.metrics import Metrics
 from proxy.oidc import groups_of
 from proxy.operations import resolve
@@ -162,6 +164,7 @@ class S3App:
 
     async def s3(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        served.set(record := Served())  # this request's task (and the tasks it starts) counts what served its blocks
         head = scope["method"] == "HEAD"
         request: Request | None = None
         self.inflight += 1  # counted down in the finally below (or where a cancelled request leaves)
@@ -216,7 +219,7 @@ class S3App:
             size = 0 if head else response.size
             self.metrics.observe(request.operation if request else "-", status, size, time.perf_counter() - started)
             if self.access:
-                self._log(request, scope, status, size, started)
+                self._log(request, scope, status, size, started, record)
 
     def _admit(self) -> None:
         """Refuse a request while the worker is saturated, before anything of it is read: more S3 requests in
@@ -235,13 +238,22 @@ class S3App:
         resource = scope["path"]
         return error_response(error, resource, request.request_id if request else "0", head)
 
-    def _log(self, request: Request | None, scope: Scope, status: int, size: int, started: float) -> None:
+    def _log(self, request: Request | None, scope: Scope, status: int, size: int, started: float,
+             record: Served) -> None:
+        """One access-log line: <user> <operation> <bucket> <key> <status> <bytes> <latency>ms <request id> <cache>
+        <served by> in text (a request that never became one: - - - and its path); the same fields as keys in JSON."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         if request is None:
-            access_log.info("- - - %r %d %d %.2fms", scope["path"], status, size, elapsed_ms)
-            return
-        access_log.info("%s %s %s %r %d %d %.2fms", request.user or "anonymous", request.operation,
-                        request.bucket or "-", request.key, status, size, elapsed_ms)
+            user, operation, bucket, key, request_id = "-", "-", "-", scope["path"], "0"
+        else:
+            user, operation, bucket, key = request.user or "anonymous", request.operation, request.bucket or "-", \
+                request.key
+            request_id = request.request_id
+        fields = {"user": user, "operation": operation, "bucket": bucket, "key": key, "status": status,
+                  "bytes": size, "cache": record.cache, "served_by": record.by, "latency_ms": round(elapsed_ms, 2),
+                  "request_id": request_id}
+        access_log.info("%s %s %s %r %d %d %.2fms %s %s %s", user, operation, bucket, key, status, size, elapsed_ms,
+                        request_id, record.cache, record.by, extra={ACCESS_FIELDS: fields})
 
 
 def build_app(settings: Settings) -> S3App:

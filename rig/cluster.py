@@ -26,7 +26,8 @@ from rig.redis import RedisServer
 
 SECRET = "clients-cluster-secret"
 WORKER_IDS = ("w0", "w1", "w2")
-ACCESS = re.compile(r"s3cache\.access (\S+) (\S+) (\S+) (.*) (\d{3}) (\d+) [\d.]+ms$", re.MULTILINE)
+# <user> <operation> <bucket> <key> <status> <bytes> <latency>ms <request id> <cache> <served by> (proxy/app.py's _log)
+ACCESS = re.compile(r"s3cache\.access (\S+) (\S+) (\S+) (.*) (\d{3}) (\d+) [\d.]+ms \S+ \S+ \S+$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

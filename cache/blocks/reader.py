@@ -11,9 +11,11 @@ fills in flight times the block size; no whole object is ever held.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from cache.blocks.store import BlockCorrupt, BlockStore
 from cache.bounded import Bounded
@@ -28,6 +30,32 @@ log = logging.getLogger("s3cache.reader")
 Fetch = Callable[[str, str, str, int, int], AsyncIterator[bytes]]  # bucket, key, etag, start, end
 _SEQUENTIAL_TRACKED = 4096
 _FILL_PIECE_BYTES = 256 << 10  # a reader of a block being filled takes it in pieces this big (or what is left)
+
+
+@dataclass
+class Served:
+    """What served the blocks one request read: counted where the request reads each block (a fill runs in a task of
+    its own, so it is counted by its reader, not by the fill). The front sets a fresh one per request (proxy/app.py)
+    and logs it; a read outside a request (a peer's, a prefetch) finds none and counts nothing."""
+
+    local: int = 0
+    peer: int = 0
+    origin: int = 0
+    adopted: set[str] = field(default_factory=set)  # blocks this request's own origin response fills (adopt)
+
+    @property
+    def by(self) -> str:
+        """local, peer, origin, mixed (more than one of them), or - (no block read)."""
+        sources = [name for name in ("local", "peer", "origin") if getattr(self, name)]
+        return sources[0] if len(sources) == 1 else "mixed" if sources else "-"
+
+    @property
+    def cache(self) -> str:
+        """hit (no block from the origin), miss (one or more), or - (no block read)."""
+        return "miss" if self.origin else "hit" if self.local or self.peer else "-"
+
+
+served: contextvars.ContextVar[Served | None] = contextvars.ContextVar("s3cache_served", default=None)
 
 
 def block_id(bucket: str, key: str, etag: str, index: int, block_size: int) -> str:
@@ -125,6 +153,8 @@ class BlockReader:
         if bid in self.blocks or bid in self._fills or index * self.block_size >= meta.size:
             self._background_close(source)
             return
+        if (record := served.get()) is not None:  # read from the store once filled, it still came from the origin
+            record.adopted.add(bid)
         self._fill(bucket, meta, index, source)
 
     def _background_close(self, source: AsyncIterator[bytes]) -> None:
@@ -261,12 +291,19 @@ class BlockReader:
                     yield await self.blocks.read(bid, offset, min(hi, offset + chunk_bytes))
                     lo = min(hi, offset + chunk_bytes)
                 self.blocks.hits += 1
+                if (record := served.get()) is not None:
+                    if bid in record.adopted:
+                        record.origin += 1
+                    else:
+                        record.local += 1
                 return
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
+        copying = False  # a local copy of a peer's block is being made: read from it below, served by the peer
         if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
             route = await self.cluster.route(bid, placement_id(bucket, meta.key, index))  # none: fill it here
             if route and self._copy_from_peer(bid):
+                copying = True
                 self._fill(bucket, meta, index, self._peer_then_origin(route[0], bucket, meta, index), from_origin=False)
                 route = []  # read from the copy being made, below
             for target in route:
@@ -276,6 +313,8 @@ class BlockReader:
                         yield piece
                     if lo >= hi:
                         self.peer_reads += 1
+                        if (record := served.get()) is not None:
+                            record.peer += 1
                         return
                     raise PeerUnavailable(f"{target} sent a short block")
                 except (PeerUnavailable, KeyError) as exc:
@@ -286,6 +325,11 @@ class BlockReader:
                 yield piece
             return
         self.blocks.misses += 1
+        if (record := served.get()) is not None:
+            if copying:
+                record.peer += 1
+            else:
+                record.origin += 1
         fill = self._fill(bucket, meta, index)
         position = lo
         while position < hi:

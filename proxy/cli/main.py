@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import uvicorn
 
 from conf.settings import REVEAL_SECRETS, ConfigError, Settings, load_settings
+from proxy import logs
 from proxy.app import SETTINGS_ENV, build_app
 from proxy.cli import check, load, sidecar, status
 from proxy.cli.protocol import S3Protocol, connection_limits
@@ -152,7 +153,7 @@ def _banner(settings: Settings) -> str:
 
 
 def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
-    logging.basicConfig(level=settings.log.level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log.level, settings.log.format)
     for warning in warnings:
         log.warning(warning)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per origin request is noise; s3cache logs its own

@@ -50,7 +50,7 @@ SECRET = "cluster-test-secret"
 ORIGIN_CREDS = {"AWS_ACCESS_KEY_ID": "origin-key", "AWS_SECRET_ACCESS_KEY": "origin-secret"}
 WORKER_ENV = {**ORIGIN_CREDS, "S3CACHE_CLUSTER_HEARTBEAT_TTL_S": "1.5"}
 IDS = ["w0", "w1", "w2"]
-ACCESS = re.compile(r"s3cache\.access (\S+) (\S+) (\S+) (.*) (\d{3}) (\d+) [\d.]+ms$", re.MULTILINE)
+ACCESS = re.compile(r"s3cache\.access (\S+) (\S+) (\S+) (.*) (\d{3}) (\d+) [\d.]+ms \S+ \S+ \S+$", re.MULTILINE)
 
 
 def s3_client(endpoint: str, user: str = "tester"):  # type: ignore[no-untyped-def]
