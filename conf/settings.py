@@ -92,6 +92,11 @@ class ServerSettings(_Section):
                                     "closed (keepalive_timeout_s is the idle time allowed after a request).")
     max_connections: int = Field(1000, ge=1, description="Open client connections (and requests in flight) per "
                                  "process; requests beyond it are answered 503 (uvicorn's limit_concurrency).")
+    drain_s: float = Field(30.0, ge=0, description="On SIGTERM, how long requests in flight (a long download, say) "
+                           "may take to finish before the worker exits anyway.")
+    drain_delay_s: float = Field(0.0, ge=0, description="On SIGTERM, how long /_s3cache/readyz answers 503 while "
+                                 "the worker still serves, so a load balancer stops sending it requests first "
+                                 "(Kubernetes' preStop sleep does the same).")
     max_inflight_requests: int = Field(512, ge=0, description="S3 requests answered at once per process; one "
                                        "more is refused at once with 503 SlowDown and Retry-After: 1, which SDKs "
                                        "retry (0: no limit).")

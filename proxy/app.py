@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,6 +24,7 @@ from cache.blocks.reader import Served, served
 from cache.s3.errors import S3Error
 from cache.s3.names import bucket_name_error
 from conf.settings import Settings
+from proxy import logs
 from proxy.auth import authenticate
 from proxy.context import Context, Stack
 from proxy.errors import error_response, internal_error
@@ -44,7 +46,7 @@ log = logging.getLogger("s3cache")
 access_log = logging.getLogger("s3cache.access")
 
 
-def _admin_app(ctx: Context, metrics: Metrics) -> Starlette:
+def _admin_app(ctx: Context, metrics: Metrics, draining: Callable[[], bool]) -> Starlette:
     async def healthz(_: StarletteRequest) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -55,6 +57,8 @@ def _admin_app(ctx: Context, metrics: Metrics) -> Starlette:
         return JSONResponse(status_report(ctx, metrics))
 
     async def readyz(_: StarletteRequest) -> JSONResponse:
+        if draining():
+            return JSONResponse({"status": "draining"}, status_code=503)
         try:
             await ctx.store.list_buckets()
         except Exception as exc:  # noqa: BLE001 - a probe reports, it does not raise
@@ -119,7 +123,8 @@ class S3App:
         self.ctx = ctx
         self.stack = stack
         self.metrics = Metrics(stack)
-        self.admin = _admin_app(ctx, self.metrics)
+        self.draining = False  # set on SIGTERM: readyz answers 503 while requests in flight finish
+        self.admin = _admin_app(ctx, self.metrics, lambda: self.draining)
         self.access = ctx.settings.log.access_log
         self.max_header_bytes = ctx.settings.server.max_header_bytes
         self.max_headers = ctx.settings.server.max_headers
@@ -264,4 +269,6 @@ def build_app(settings: Settings) -> S3App:
 def app_from_env() -> S3App:
     """uvicorn factory for multi-process serving: settings arrive as JSON in the environment."""
     raw: dict[str, Any] = json.loads(os.environ[SETTINGS_ENV])
-    return build_app(Settings.model_validate(raw))
+    settings = Settings.model_validate(raw)
+    logs.configure(settings.log.level, settings.log.format)  # a spawned process: its logging starts empty
+    return build_app(settings)

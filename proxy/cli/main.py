@@ -165,6 +165,7 @@ def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         "proxy_headers": False,  # no X-Forwarded-* rewriting: SigV4 needs the Host the client used
         "timeout_keep_alive": settings.server.keepalive_timeout_s, "log_level": settings.log.level,
         "limit_concurrency": settings.server.max_connections,  # beyond it uvicorn answers 503
+        "timeout_graceful_shutdown": settings.server.drain_s or None,
     }
     if settings.server.processes > 1:
         # the children need the secrets themselves (masked in any other dump); this variable is never logged
@@ -182,20 +183,35 @@ def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": port})})
     config = uvicorn.Config(build_app(settings), **common)
     print(_banner(settings), flush=True)
-    _Server(config).run(sockets=[sock])
+    _Server(config, settings.server.drain_delay_s).run(sockets=[sock])
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, plus: on SIGTERM/SIGINT a cluster worker leaves the placement at once, then drains."""
+    """uvicorn's server, plus a drain on SIGTERM/SIGINT: readyz answers 503 at once and a cluster worker leaves the
+    placement; after server.drain_delay_s the listener closes and requests in flight get server.drain_s to finish
+    (uvicorn's graceful shutdown). A second signal exits at once, as in uvicorn."""
+
+    def __init__(self, config: uvicorn.Config, drain_delay_s: float) -> None:
+        super().__init__(config)
+        self.drain_delay_s = drain_delay_s
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        app = self.config.app
+        app: Any = self.config.app  # the S3App this process serves
+        if self.should_exit or getattr(app, "draining", False):
+            super().handle_exit(sig, frame)
+            return
+        app.draining = True
         leave = getattr(getattr(app, "stack", None), "registry", None)
-        if leave is not None and not self.should_exit:
+        if leave is not None:
             task = asyncio.get_event_loop().create_task(leave.leave())
             _leaving.add(task)
             task.add_done_callback(_leaving.discard)
-        super().handle_exit(sig, frame)
+        log.info("draining: readyz answers 503; closing the listener in %.1fs, requests in flight may take %.1fs",
+                 self.drain_delay_s, self.config.timeout_graceful_shutdown or 0.0)
+        if self.drain_delay_s > 0:
+            asyncio.get_event_loop().call_later(self.drain_delay_s, super().handle_exit, sig, frame)
+        else:
+            super().handle_exit(sig, frame)
 
 
 _leaving: set[asyncio.Task[None]] = set()
