@@ -8,8 +8,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from cache.s3.errors import S3Error
-from cache.s3.model import ObjectMeta
+from cache.s3.errors import S3Error, invalid_argument
+from cache.s3.model import MAX_PART_NUMBER, ObjectMeta
 from cache.s3.xml import http_date
 from proxy.xml import http_time
 
@@ -65,6 +65,21 @@ def range_start(header: str | None) -> int | None:
     if match is None or match.groups() == ("", ""):
         return None
     return _decimal(match.group(1)) if match.group(1) else 0
+
+
+def part_number(query: Mapping[str, str], headers: Mapping[str, str]) -> int | None:
+    """GetObject's / HeadObject's ``partNumber`` (a part read), None without one: 400 InvalidArgument unless ASCII
+    digits of 1 to MAX_PART_NUMBER (str.isdigit() takes "²", int() refuses it), 400 InvalidRequest with a Range."""
+    raw = query.get("partNumber")
+    if raw is None:
+        return None
+    digits = raw.lstrip("0")
+    if not raw.isascii() or not raw.isdigit() or len(digits) > 5 or not 1 <= int(digits or "0") <= MAX_PART_NUMBER:
+        raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+                               "partNumber", raw)
+    if "range" in headers:
+        raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+    return int(digits)
 
 
 def _unsatisfiable(size: int) -> S3Error:

@@ -133,7 +133,8 @@ EXCLUSIVE = frozenset({
 SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning",
              *sorted(EXCLUSIVE))
 
-# S3 sub-resources s3cache does not serve: asking for one is 501, never a silent wrong answer.
+# S3 sub-resources s3cache does not serve: asking for one is 501, never a silent wrong answer. partNumber is
+# served by GetObject and HeadObject (a part read) and UploadPart (ListParts takes it too); 501 anywhere else.
 UNSUPPORTED = frozenset({
     "accelerate", "analytics", "attributes", "intelligent-tiering", "inventory", "legal-hold", "logging",
     "metadataTable", "metrics", "notification", "object-lock", "partNumber", "policyStatus", "requestPayment",
@@ -177,8 +178,8 @@ def resolve(request: Request) -> Operation:
                 selector = name
                 break
         unsupported = set(UNSUPPORTED.intersection(query)) | (EXCLUSIVE.intersection(query) - {selector})
-        if selector == "uploadId":
-            unsupported.discard("partNumber")  # UploadPart's own parameter
+        if selector == "uploadId" or (selector == "" and request.method in SAFE_METHODS and request.level == "object"):
+            unsupported.discard("partNumber")  # UploadPart's own parameter; GetObject's and HeadObject's: a part read
         if unsupported:
             raise _not_implemented(sorted(unsupported)[0], request.method)
     if request.method == "PUT" and COPY_SOURCE in request.headers and selector in ("", "uploadId"):

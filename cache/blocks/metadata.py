@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from cache.blocks.reader import BlockReader
 from cache.bounded import Bounded
@@ -34,6 +35,12 @@ from cache.storage.base import Body, OpenObject, Origin, UnderStore
 
 _META_ENTRIES = 100_000
 _LIST_ENTRIES = 1_000
+
+
+def _etag_parts(etag: str) -> int | None:
+    """The parts count a multipart ETag ("<md5>-<parts>") names, None for any other ETag."""
+    _, dash, count = etag.rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() and len(count) <= 5 else None
 
 
 class CachedObject:
@@ -79,6 +86,8 @@ class CachedStore:
         self._buckets: Bounded[str, float] = Bounded(_LIST_ENTRIES)  # bucket -> until when it is known to exist
         self._learning: dict[tuple[str, str, bool], asyncio.Future[ObjectMeta]] = {}  # (bucket, key, by a HEAD)
         self._generation = 0
+        # (bucket, key, etag, part number) -> (start, end, parts count) of a part the origin named
+        self._parts: Bounded[tuple[str, str, str, int], tuple[int, int, int | None]] = Bounded(_LIST_ENTRIES)
 
     def forget(self, bucket: str, key: str) -> None:
         """Drop what this worker knows of a key ("" bucket: of everything)."""
@@ -129,6 +138,34 @@ class CachedStore:
             meta = await asyncio.shield(heading) if heading is not None else \
                 await self._single_flight(bucket, key, index, whole=first_byte is None)
         return CachedObject(self, bucket, meta)
+
+    async def head_part(self, bucket: str, key: str, number: int) -> tuple[ObjectMeta, int, int]:
+        """A part read is the origin's own (a HEAD with partNumber names the part's place in the object), asked
+        once per version: where a part lies never changes while its ETag does not. An object whose ETag is no
+        multipart one ("<md5>-<parts>") is its own part 1, as S3 answers, and a part past the count an ETag
+        names is 416 InvalidPartNumber, neither asking the origin."""
+        meta = await self.head_object(bucket, key)
+        counted = _etag_parts(meta.etag)
+        if counted is None:
+            if number != 1:
+                raise S3Error("InvalidPartNumber")
+            return meta, 0, meta.size
+        if number > counted:
+            raise S3Error("InvalidPartNumber")
+        known = self._parts.get((bucket, key, meta.etag, number))
+        if known is not None:
+            return replace(meta, parts_count=known[2]), known[0], known[1]
+        # The origin's answer is of its current version, which may be newer than the one known: its bytes are then
+        # read by that answer's ETag, so they are that version's.
+        part, start, end = await self.origin.head_part(bucket, key, number)
+        self._parts.put((bucket, key, part.etag, number), (start, end, part.parts_count))
+        return part, start, end
+
+    async def open_part(self, bucket: str, key: str, number: int) -> tuple[OpenObject, int, int]:
+        """The part's bytes through the block cache, as the range of the object they are: the blocks are the
+        ones a whole read or a Range read of the same bytes uses."""
+        meta, start, end = await self.head_part(bucket, key, number)
+        return CachedObject(self, bucket, meta), start, end
 
     async def open_here(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
         """A peer's cold open (this worker owns block index): open it here, never asking another worker."""

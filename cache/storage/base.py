@@ -60,6 +60,14 @@ class UnderStore(Protocol):
         the whole object), a hint a cache uses to fetch that block with the metadata in one request; every
         other store ignores it."""
         ...
+    async def head_part(self, bucket: str, key: str, number: int) -> tuple[ObjectMeta, int, int]:
+        """A part read (GetObject / HeadObject ?partNumber=): the object's metadata (size: the whole object's;
+        parts_count: its number of parts, None for an object not uploaded in parts, whose part 1 is all of it)
+        and the part's bytes [start, end) in it; 416 InvalidPartNumber past its last part."""
+        ...
+    async def open_part(self, bucket: str, key: str, number: int) -> tuple[OpenObject, int, int]:
+        """head_part's answer with the object opened, its bytes consistent with that metadata."""
+        ...
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta: ...

@@ -117,6 +117,18 @@ class Namespace:
             opened.meta = self._unmeta(m, opened.meta)
         return opened
 
+    async def head_part(self, bucket: str, key: str, number: int) -> tuple[ObjectMeta, int, int]:
+        m = self.mount(bucket)
+        meta, start, end = await m.store.head_part(m.target, m.key(key), number)
+        return self._unmeta(m, meta), start, end
+
+    async def open_part(self, bucket: str, key: str, number: int) -> tuple[OpenObject, int, int]:
+        m = self.mount(bucket)
+        opened, start, end = await m.store.open_part(m.target, m.key(key), number)
+        if m.prefix:
+            opened.meta = self._unmeta(m, opened.meta)
+        return opened, start, end
+
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import NewObject, ObjectMeta
 from proxy.body import body_check, decoded_body, read_xml_body
-from proxy.conditions import check_preconditions, parse_range, range_start
+from proxy.conditions import check_preconditions, parse_range, part_number, range_start
 from proxy.context import Context
 from proxy.headers import (
     apply_response_overrides,
@@ -41,8 +41,33 @@ async def _with_checksums(ctx: Context, request: Request, meta: ObjectMeta) -> O
     return full if full.etag == meta.etag else meta
 
 
+def _part_headers(headers: dict[str, str], meta: ObjectMeta, start: int, end: int) -> int:
+    """A part read's answer, as S3 gives it: 206 with the part's place in the object and its length, and
+    x-amz-mp-parts-count for a multipart object (an object not uploaded in parts is its own part 1, with no
+    count); an empty object's part 1 is 200, having no byte to name."""
+    if meta.parts_count is not None:
+        headers["x-amz-mp-parts-count"] = str(meta.parts_count)
+    headers["content-length"] = str(end - start)
+    if meta.size == 0:
+        return 200
+    headers["content-range"] = f"bytes {start}-{end - 1}/{meta.size}"
+    return 206
+
+
+async def _head_part(ctx: Context, request: Request, number: int) -> Response:
+    meta, start, end = await ctx.store.head_part(request.bucket, request.key, number)
+    check_preconditions(request.headers, meta)
+    headers = object_headers(meta)
+    status = _part_headers(headers, meta, start, end)
+    apply_response_overrides(request, headers)
+    return Response(status, headers)
+
+
 async def head_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
+    number = part_number(request.query, request.headers)
+    if number is not None:
+        return await _head_part(ctx, request, number)
     checksum_mode = request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     meta = await ctx.store.head_object(request.bucket, request.key, checksums=checksum_mode)
     check_preconditions(request.headers, meta)
@@ -62,13 +87,19 @@ async def head_object(ctx: Context, request: Request) -> Response:
 
 async def get_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
-    opened = await ctx.store.open_object(request.bucket, request.key, range_start(request.headers.get("range")))
+    number = part_number(request.query, request.headers)
+    if number is not None:
+        opened, start, end = await ctx.store.open_part(request.bucket, request.key, number)
+    else:
+        opened = await ctx.store.open_object(request.bucket, request.key, range_start(request.headers.get("range")))
     try:
         meta = opened.meta
         check_preconditions(request.headers, meta)
         headers = object_headers(meta)
-        span = parse_range(request.headers.get("range"), meta.size)
-        if span is None:
+        span = parse_range(request.headers.get("range"), meta.size) if number is None else None
+        if number is not None:
+            status = _part_headers(headers, meta, start, end)
+        elif span is None:
             start, end, status = 0, meta.size, 200
             headers.update(_checksum_headers(request, await _with_checksums(ctx, request, meta)))
         else:

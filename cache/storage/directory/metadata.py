@@ -99,6 +99,18 @@ class KnownObjects:
     def hold(self, bucket: str, key: str, data_stamp: list[int], data: bytes) -> None:
         self._contents.put((bucket, key), (data_stamp, data))
 
+    def part_sizes(self, paths: BucketPaths, key: str, meta: ObjectMeta) -> list[int] | None:
+        """The size of each part of a multipart object, as its completion recorded them in the sidecar (read on
+        demand: only part reads ask); None when not recorded (completed before s3cache recorded them) or not of
+        this version (its ETag, part count and size must agree)."""
+        record = read_sidecar(paths.meta_str(key))
+        sizes = record.get("part_sizes") if record is not None else None
+        if record is None or record.get("etag") != meta.etag or not isinstance(sizes, list) \
+                or len(sizes) != meta.parts_count or not all(type(size) is int and size >= 0 for size in sizes) \
+                or sum(sizes) != meta.size:
+            return None
+        return sizes
+
     def marker_meta(self, paths: BucketPaths, key: str, st: os.stat_result) -> ObjectMeta:
         record = read_sidecar(paths.meta(key))
         if record is None:

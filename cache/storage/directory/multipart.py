@@ -6,8 +6,10 @@ record ``part-NNNNN.json``, which names that file: of two uploads of one part, t
 part, its bytes and its ETag together, whatever the order they started in (a client re-sending a part whose
 first send is still in flight). A record without a file name is of a part staged as ``part-NNNNN``.
 
-A completed upload leaves ``completed.json`` (its key, its part list, its ETag) in place of the rest for
-COMPLETED_KEEP_S, so a Complete retried after a lost answer is 200 with the same ETag, as S3 answers it.
+The completed object's sidecar records its part count and each part's size (``part_sizes``), which part reads
+(GetObject ?partNumber=) serve by. A completed upload leaves ``completed.json`` (its key, its part list, its
+ETag) in place of the rest for COMPLETED_KEEP_S, so a Complete retried after a lost answer is 200 with the same
+ETag, as S3 answers it.
 State lives on disk only, so an upload survives a restart and any process serving the directory can
 continue it.
 """
@@ -261,7 +263,7 @@ class Uploads:
             raise S3Error("InvalidPartOrder", extra={"UploadId": upload_id})
         stored = self._parts(directory)
         digest = hashlib.md5()
-        files, size = [], 0
+        files, sizes, size = [], [], 0
         for index, (number, etag) in enumerate(parts):
             part, file = stored.get(number, (None, None))
             if part is None or file is None or etag.strip().strip('"') != part.etag:
@@ -273,6 +275,7 @@ class Uploads:
                                                        "PartNumber": str(number), "ETag": part.etag})
             digest.update(bytes.fromhex(part.etag))
             files.append(file)
+            sizes.append(part.size)
             size += part.size
         await self.store.check_conditions(bucket, key, conditions)
         tmp = paths.new_tmp()
@@ -292,7 +295,9 @@ class Uploads:
             raise
         etag = f"{digest.hexdigest()}-{len(parts)}"
         new = NewObject(record.get("headers", {}), record.get("user", {}), record.get("tags", {}))
-        meta = self.store.commit(bucket, paths, key, tmp, record_for(etag, new, len(parts)))
+        record = record_for(etag, new, len(parts))
+        record["part_sizes"] = sizes  # each part's size, in order: where each part lies, for part reads
+        meta = self.store.commit(bucket, paths, key, tmp, record)
         done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified}
         _write_record(directory, COMPLETED_RECORD, done, paths.new_tmp())
         await asyncio.to_thread(_retire, directory)

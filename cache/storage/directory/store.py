@@ -206,6 +206,38 @@ class DirectoryStore:
         os.close(fd)
         return MemoryObject(meta, data)
 
+    def _part_span(self, bucket: str, meta: ObjectMeta, number: int) -> tuple[int, int]:
+        """Where part number lies in the object. An object not uploaded in parts is its own part 1 (as S3 answers);
+        a multipart object's parts are the sizes its completion recorded. A multipart object completed before
+        s3cache recorded them (its part files are gone by then) answers 400 InvalidRequest: only what is known is
+        answered, never a guessed split (a Range read serves any of its bytes)."""
+        if meta.parts_count is None:
+            if number != 1:
+                raise S3Error("InvalidPartNumber")
+            return 0, meta.size
+        if number > meta.parts_count:
+            raise S3Error("InvalidPartNumber")
+        sizes = self._known.part_sizes(self.paths_of(bucket), meta.key, meta)
+        if sizes is None:
+            raise S3Error("InvalidRequest", "The part sizes of this multipart object are not known (it was completed "
+                          "before s3cache recorded them): read it by Range")
+        start = sum(sizes[:number - 1])
+        return start, start + sizes[number - 1]
+
+    async def head_part(self, bucket: str, key: str, number: int) -> tuple[ObjectMeta, int, int]:
+        meta = await self.head_object(bucket, key)
+        start, end = self._part_span(bucket, meta, number)
+        return meta, start, end
+
+    async def open_part(self, bucket: str, key: str, number: int) -> tuple[OpenObject, int, int]:
+        opened = await self.open_object(bucket, key)
+        try:
+            start, end = self._part_span(bucket, opened.meta, number)
+        except BaseException:
+            opened.close()
+            raise
+        return opened, start, end
+
     # ---- writes --------------------------------------------------------------------------------
 
     def check_placeable(self, paths: BucketPaths, key: str) -> None:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import random
+import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -52,6 +53,7 @@ from cache.storage.origin.wire import (
 log = logging.getLogger("s3cache.origin")
 
 _RETRY_STATUS = {500, 502, 503, 504}
+_CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
 _HIGHEST = "\U0010ffff"  # sorts after every other character: "x/" + _HIGHEST skips all of "x/..."
 _STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey",
                  405: "MethodNotAllowed", 409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange",
@@ -245,6 +247,46 @@ class S3Store:
 
     async def open_object(self, bucket: str, key: str, first_byte: int | None = None) -> OriginObject:
         return OriginObject(self, bucket, await self.head_object(bucket, key))
+
+    async def _head_part(self, bucket: str, key: str, number: int) -> Sent:
+        try:
+            return await self.request("HEAD", bucket, key, query={"partNumber": str(number)})
+        except S3Error as error:
+            if error.code == "InvalidRange":  # a 416 to a HEAD has no body to name its code: S3's is this
+                raise S3Error("InvalidPartNumber") from None
+            if error.code == "NoSuchKey":
+                await self.head_bucket(bucket)
+            raise
+
+    async def head_part(self, bucket: str, key: str, number: int) -> tuple[ObjectMeta, int, int]:
+        """The origin's own part: a HEAD with partNumber, whose 206 names the part's place in the object
+        (Content-Range) and its parts count (x-amz-mp-parts-count, absent for an object not uploaded in parts)."""
+        response = await self._head_part(bucket, key, number)
+        headers = response.headers
+        counted = headers.get("x-amz-mp-parts-count", "")
+        parts_count = int(counted) if counted.isascii() and counted.isdigit() else None
+        match = _CONTENT_RANGE_RE.match(headers.get("content-range", ""))
+        if match is not None:
+            start, last, total = (int(group) for group in match.groups())
+            meta = replace(meta_from_headers(key, headers), size=total, parts_count=parts_count, checksums={},
+                           checksums_known=False)
+            return meta, start, last + 1
+        # An origin that answers a part without its place in the object (moto: 200 with the part's own length and
+        # ETag): the object's metadata from a HEAD, the part's start from the lengths of the parts before it.
+        meta = replace(await self.head_object(bucket, key), parts_count=parts_count)
+        if parts_count is None:
+            return meta, 0, meta.size  # answered whole: an object not uploaded in parts
+        start = 0
+        for earlier in range(1, number):
+            start += int((await self._head_part(bucket, key, earlier)).headers.get("content-length", "0"))
+        end = start + int(headers.get("content-length", "0"))
+        if end > meta.size:
+            raise S3Error("ServiceUnavailable", "The object changed while its parts were read; retry")
+        return meta, start, end
+
+    async def open_part(self, bucket: str, key: str, number: int) -> tuple[OriginObject, int, int]:
+        meta, start, end = await self.head_part(bucket, key, number)
+        return OriginObject(self, bucket, meta), start, end
 
     async def read_range(self, bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of the object version etag; PreconditionFailed if it changed meanwhile."""

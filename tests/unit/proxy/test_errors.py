@@ -42,6 +42,7 @@ AWS_STATUS = {
     "InvalidDigest": 400,
     "InvalidObjectState": 403,
     "InvalidPart": 400,
+    "InvalidPartNumber": 416,
     "InvalidPartOrder": 400,
     "InvalidRange": 416,
     "InvalidRequest": 400,

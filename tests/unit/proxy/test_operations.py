@@ -68,6 +68,9 @@ def operation(method: str, path: str, query: str = "", headers: dict[str, str] |
         ("GET", "/b/a/b/c.txt", "", None, "GetObject"),
         ("GET", "/b/k", "response-content-type=text%2Fplain", None, "GetObject"),
         ("HEAD", "/b/k", "", None, "HeadObject"),
+        ("GET", "/b/k", "partNumber=1", None, "GetObject"),  # a part read
+        ("HEAD", "/b/k", "partNumber=2", None, "HeadObject"),
+        ("GET", "/b/k", "partNumber=abc", None, "GetObject"),  # the handler answers 400 InvalidArgument
         ("PUT", "/b/k", "", None, "PutObject"),
         ("PUT", "/b/dir/", "", None, "PutObject"),
         ("DELETE", "/b/k", "", None, "DeleteObject"),
@@ -149,8 +152,10 @@ def test_addressing_of_the_request() -> None:
         ("PUT", "/b/k", "cors&uploadId=abc&partNumber=1"),  # not an UploadPart
         ("GET", "/b", "policyStatus"),
         ("GET", "/b", "object-lock"),
-        ("GET", "/b/k", "partNumber=1"),  # GetObject by part number
-        ("HEAD", "/b/k", "partNumber=1"),
+        ("GET", "/b/k", "tagging&partNumber=1"),  # partNumber is GetObject's, HeadObject's and UploadPart's only
+        ("PUT", "/b/k", "partNumber=1"),  # not an UploadPart without its upload
+        ("DELETE", "/b/k", "partNumber=1"),
+        ("GET", "/b", "partNumber=1"),  # nor a listing's
         ("GET", "/b/k", "attributes"),
         ("POST", "/b/k", "restore"),
         ("POST", "/b/k", "select&select-type=2"),
