@@ -11,15 +11,39 @@ make (md5 of their md5s, ``-N``): 200 with that ETag, as S3 answers a retried Co
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Protocol
 from urllib.parse import quote
+from xml.etree.ElementTree import Element, ParseError
 
 from cache.s3.errors import CODES, S3Error
 from cache.s3.model import NewObject, ObjectMeta, PartInfo, UploadInfo, WriteConditions
-from cache.s3.xml import parse_xml
+from cache.s3.xml import NOT_XML_CHAR, parse_xml
 from cache.storage.base import Body
 from cache.storage.origin.wire import condition_headers, http_epoch, iso_epoch, object_write_headers
+
+# where a character XML cannot carry waits while an answer is parsed: one of the two private-use planes, whichever
+# the answer does not use itself
+_PLANES = {plane: re.compile(f"[{chr(plane)}-{chr(plane + 0xFFFF)}]") for plane in (0xF0000, 0x100000)}
+
+
+def _answer(content: bytes) -> Element:
+    """An origin's answer about an upload. An origin may echo a key holding a character XML 1.0 cannot carry (NUL,
+    most C0 controls) raw, as moto does: no XML parser reads that document, so each such character is parsed as a
+    stand-in in a private-use plane and given back in the text read, the key exact."""
+    try:
+        return parse_xml(content)
+    except ParseError:
+        text = content.decode("utf-8", "surrogateescape")
+        plane = next((plane for plane, used in _PLANES.items() if not used.search(text)), None)
+        if NOT_XML_CHAR.search(text) is None or plane is None:
+            raise
+    root = parse_xml(NOT_XML_CHAR.sub(lambda m: chr(plane + ord(m.group())), text).encode("utf-8"))
+    for node in root.iter():
+        if node.text:
+            node.text = _PLANES[plane].sub(lambda m: chr(ord(m.group()) - plane), node.text)
+    return root
 
 
 def _no_such_upload(upload_id: str) -> S3Error:
@@ -95,7 +119,7 @@ class Uploads:
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
         response = await self.store.request("POST", bucket, key, query={"uploads": ""},
                                             headers=object_write_headers(new), idempotent=False)
-        return parse_xml(response.content).findtext("UploadId") or ""
+        return _answer(response.content).findtext("UploadId") or ""
 
     async def upload_part(
         self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
@@ -124,7 +148,7 @@ class Uploads:
             if error.code != "NoSuchUpload" and await self._unknown(bucket, key, upload_id, error):
                 raise _no_such_upload(upload_id) from None
             raise
-        root = parse_xml(response.content)
+        root = _answer(response.content)
         return PartInfo(number, end - start, (root.findtext("ETag") or "").strip('"'),
                         iso_epoch(root.findtext("LastModified")))
 
@@ -141,7 +165,7 @@ class Uploads:
             if await self._unknown(bucket, key, upload_id, error):
                 return await self._completed(bucket, key, upload_id, parts)
             raise
-        root = parse_xml(response.content)
+        root = _answer(response.content)
         if root.tag == "Error":
             code = root.findtext("Code") or "InternalError"
             raise S3Error(code, root.findtext("Message") or "", origin_status=None if code in CODES else 500)
@@ -154,7 +178,7 @@ class Uploads:
         parts: list[PartInfo] = []
         marker = "0"
         while True:
-            root = parse_xml((await self.store.request("GET", bucket, key, query={
+            root = _answer((await self.store.request("GET", bucket, key, query={
                 "uploadId": upload_id, "part-number-marker": marker})).content)
             parts += [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0),
                                (p.findtext("ETag") or "").strip('"'), iso_epoch(p.findtext("LastModified")))
@@ -164,7 +188,7 @@ class Uploads:
             marker = root.findtext("NextPartNumberMarker") or str(parts[-1].number)
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        root = parse_xml((await self.store.request("GET", bucket, query={"uploads": ""})).content)
+        root = _answer((await self.store.request("GET", bucket, query={"uploads": ""})).content)
         return [UploadInfo(u.findtext("Key") or "", u.findtext("UploadId") or "",
                            iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "")
                 for u in root.iter("Upload")]
