@@ -41,7 +41,59 @@ class OpenObject(Protocol):
 Body = AsyncIterator[bytes]
 
 
-class UnderStore(Protocol):
+class Multipart(Protocol):
+    """The multipart calls of an under storage: a backend keeps them in a module of their own."""
+
+    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str: ...
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+    ) -> PartInfo: ...
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str,
+        start: int, end: int,
+    ) -> PartInfo: ...
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+    ) -> ObjectMeta: ...
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
+    async def list_uploads(self, bucket: str) -> list[UploadInfo]: ...
+
+
+class DelegatedMultipart:
+    """Hands the multipart calls to ``self._uploads``, the backend's multipart module (set by its __init__)."""
+
+    _uploads: Multipart
+
+    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
+        return await self._uploads.create_upload(bucket, key, new, initiator)
+
+    async def upload_part(
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+    ) -> PartInfo:
+        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
+
+    async def upload_part_copy(
+        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
+    ) -> PartInfo:
+        return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
+
+    async def complete_upload(
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+    ) -> ObjectMeta:
+        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self._uploads.abort_upload(bucket, key, upload_id)
+
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+        return await self._uploads.list_parts(bucket, key, upload_id)
+
+    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
+        return await self._uploads.list_uploads(bucket)
+
+
+class UnderStore(Multipart, Protocol):
     """Every call raises cache.s3.errors.S3Error for what a client must see."""
 
     async def list_buckets(self) -> list[BucketInfo]: ...
@@ -84,20 +136,6 @@ class UnderStore(Protocol):
         self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int
     ) -> ListPage: ...
 
-    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str: ...
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
-    ) -> PartInfo: ...
-    async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str,
-        start: int, end: int,
-    ) -> PartInfo: ...
-    async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
-    ) -> ObjectMeta: ...
-    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
-    async def list_uploads(self, bucket: str) -> list[UploadInfo]: ...
 
 
 class Origin(UnderStore, Protocol):

@@ -23,12 +23,10 @@ from cache.s3.model import (
     ListPage,
     NewObject,
     ObjectMeta,
-    PartInfo,
-    UploadInfo,
     WriteConditions,
 )
 from cache.s3.names import RESERVED_DIR, bucket_name_error, check_bucket, check_key
-from cache.storage.base import Body, OpenObject, UnderStore
+from cache.storage.base import Body, DelegatedMultipart, OpenObject, UnderStore
 from cache.storage.directory import walk as dirlist
 from cache.storage.directory.layout import (
     EMPTY_MD5,
@@ -63,7 +61,7 @@ def _conflict(key: str) -> S3Error:
     )
 
 
-class DirectoryStore:
+class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.directory.multipart
     def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None) -> None:
         """root holds one directory per bucket; bucket_dirs pins named buckets elsewhere (file:// mounts)."""
         self.root = Path(root).resolve()
@@ -415,35 +413,6 @@ class DirectoryStore:
             lambda key, st: self._known.listed_meta(bucket, paths, key, st),
             lambda key, st: self._known.marker_meta(paths, key, st),
         )
-
-    # ---- multipart: staged by cache.storage.directory.multipart ---------------------------------
-
-    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
-        return await self._uploads.create_upload(bucket, key, new, initiator)
-
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
-    ) -> PartInfo:
-        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
-
-    async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
-    ) -> PartInfo:
-        return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
-
-    async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
-    ) -> ObjectMeta:
-        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
-
-    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._uploads.abort_upload(bucket, key, upload_id)
-
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        return await self._uploads.list_parts(bucket, key, upload_id)
-
-    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        return await self._uploads.list_uploads(bucket)
 
 
 _: type[UnderStore] = DirectoryStore  # mypy proves the directory backend speaks the whole protocol

@@ -23,9 +23,11 @@ from cache.s3.xml import NOT_XML_CHAR, parse_xml
 from cache.storage.base import Body
 from cache.storage.origin.wire import condition_headers, http_epoch, iso_epoch, object_write_headers
 
-# where a character XML cannot carry waits while an answer is parsed: one of the two private-use planes, whichever
-# the answer does not use itself
-_PLANES = {plane: re.compile(f"[{chr(plane)}-{chr(plane + 0xFFFF)}]") for plane in (0xF0000, 0x100000)}
+# where a character XML cannot carry waits while an answer is parsed: a plane of 65,536 code points XML 1.0 carries
+# (the private-use ones first, then the unassigned ones) that the answer does not use itself; an answer cannot use
+# all fifteen
+_PLANES = {plane: re.compile(f"[{chr(plane)}-{chr(plane + 0xFFFF)}]")
+           for plane in (0xF0000, 0x100000, *range(0x30000, 0xF0000, 0x10000))}
 
 
 def _answer(content: bytes) -> Element:

@@ -17,7 +17,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from urllib.parse import quote, unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from defusedxml import ElementTree
 
@@ -25,16 +25,13 @@ from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
 from cache.s3.listing import MAX_KEYS
 from cache.s3.model import (
     BucketInfo,
-    ListEntry,
     ListPage,
     NewObject,
     ObjectMeta,
-    PartInfo,
-    UploadInfo,
     WriteConditions,
 )
 from cache.s3.xml import parse_xml, tagging_document, xml_safe
-from cache.storage.base import Body, Origin
+from cache.storage.base import Body, DelegatedMultipart, Origin
 from cache.storage.origin.multipart import Uploads
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
@@ -44,6 +41,7 @@ from cache.storage.origin.wire import (
     delete_xml,
     http_epoch,
     iso_epoch,
+    list_page,
     meta_from_headers,
     object_write_headers,
     tags_of,
@@ -77,7 +75,7 @@ class Sent:
         return self.response.status
 
 
-class S3Store:
+class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.origin.multipart
     def __init__(
         self,
         endpoint: str,
@@ -422,46 +420,7 @@ class S3Store:
             rest = marker[len(prefix):] if marker.startswith(prefix) else ""
             rolled_up = bool(delimiter) and rest.endswith(delimiter) and rest.find(delimiter) == len(rest) - len(delimiter)
             query["start-after"] = marker + _HIGHEST if rolled_up else marker
-        root = parse_xml((await self.request("GET", bucket, query=query)).content)
-        # encoding-type=url as AWS applies it: a space is "+", a "+" is %2B (botocore decodes with unquote_plus too);
-        # an origin that ignored the parameter says so by leaving out EncodingType, and its keys are taken as sent.
-        decode = unquote_plus if root.findtext("EncodingType") == "url" else str
-        entries = [ListEntry(decode(c.findtext("Key") or ""), int(c.findtext("Size") or 0),
-                             (c.findtext("ETag") or "").strip('"'), iso_epoch(c.findtext("LastModified")))
-                   for c in root.iter("Contents")]
-        prefixes = [decode(p.findtext("Prefix") or "") for p in root.iter("CommonPrefixes")]
-        truncated = (root.findtext("IsTruncated") or "false") == "true"
-        last = max([e.key for e in entries] + prefixes) if truncated and (entries or prefixes) else None
-        return ListPage(entries, prefixes, truncated, last)
-
-    # ---- multipart: the S3 calls in cache.storage.origin.multipart -------------------------------
-
-    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
-        return await self._uploads.create_upload(bucket, key, new, initiator)
-
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
-    ) -> PartInfo:
-        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
-
-    async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
-    ) -> PartInfo:
-        return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
-
-    async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
-    ) -> ObjectMeta:
-        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
-
-    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self._uploads.abort_upload(bucket, key, upload_id)
-
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        return await self._uploads.list_parts(bucket, key, upload_id)
-
-    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        return await self._uploads.list_uploads(bucket)
+        return list_page(parse_xml((await self.request("GET", bucket, query=query)).content))
 
 
 class OriginObject:

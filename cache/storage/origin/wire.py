@@ -11,12 +11,14 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from email.header import decode_header
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 from xml.etree.ElementTree import Element
 
 from cache.s3.errors import S3Error
 from cache.s3.model import (
     STORED_HEADERS,
+    ListEntry,
+    ListPage,
     NewObject,
     ObjectMeta,
     WriteConditions,
@@ -142,3 +144,17 @@ def condition_headers(conditions: WriteConditions) -> dict[str, str]:
 def tags_of(tagging: Element) -> dict[str, str]:
     """The tags of an origin's Tagging answer, taken as it comes."""
     return dict(tag_pairs(tagging, strict=False))
+
+
+def list_page(root: Element) -> ListPage:
+    """A ListObjectsV2 answer (asked with encoding-type=url) as a page of the listing."""
+    # encoding-type=url as AWS applies it: a space is "+", a "+" is %2B (botocore decodes with unquote_plus too);
+    # an origin that ignored the parameter says so by leaving out EncodingType, and its keys are taken as sent.
+    decode = unquote_plus if root.findtext("EncodingType") == "url" else str
+    entries = [ListEntry(decode(c.findtext("Key") or ""), int(c.findtext("Size") or 0),
+                         (c.findtext("ETag") or "").strip('"'), iso_epoch(c.findtext("LastModified")))
+               for c in root.iter("Contents")]
+    prefixes = [decode(p.findtext("Prefix") or "") for p in root.iter("CommonPrefixes")]
+    truncated = (root.findtext("IsTruncated") or "false") == "true"
+    last = max([e.key for e in entries] + prefixes) if truncated and (entries or prefixes) else None
+    return ListPage(entries, prefixes, truncated, last)
