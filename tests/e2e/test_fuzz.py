@@ -100,6 +100,7 @@ AUTHORIZATIONS = [
 
 DEFAULT_SEED = 20261201
 
+
 def xml_bodies(rng: random.Random, keys: list[str]) -> bytes:
     key = rng.choice([*keys, "", "x" * 1100, "a&amp;b", "<", "\u00e9"])
     documents = [
