@@ -6,6 +6,7 @@ Counted through a real proxy in front of a moto origin (rig.origin.CountingProxy
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,7 @@ def test_a_listing_cache_is_invalidated_by_a_write_through_any_worker(
         env = {"S3CACHE_CACHE_LIST_TTL_S": "300"}
         first = start_worker(counting.url, *cluster, "--worker-id", "a", env=env)
         second = start_worker(counting.url, *cluster, "--worker-id", "b", env=env)
+        _wait_until_both_see_both([first, second])
         one, two = make_client(first.url), make_client(second.url)
         origin_s3.put_object(Bucket=origin_bucket, Key="listed/a", Body=b"a")
 
@@ -156,6 +158,7 @@ def test_a_block_read_from_peers_again_and_again_is_copied_locally(
         cluster = ["--redis", redis.url, "--cluster-secret", "s3kr1t"]
         env = {"S3CACHE_CACHE_PEER_COPY_AFTER_READS": "1"}
         workers = [start_worker(counting.url, *cluster, "--worker-id", wid, env=env) for wid in ("a", "b")]
+        _wait_until_both_see_both(workers)  # else one may still think itself alone, and fill from the origin
         body = os.urandom(100_000)
         put = origin_s3.put_object(Bucket=origin_bucket, Key="hot.bin", Body=body)
         counting.reset()
@@ -170,3 +173,14 @@ def test_a_block_read_from_peers_again_and_again_is_copied_locally(
         assert redis.client().smembers(f"s3cache:blk:{bid}") == {"a", "b"}
     finally:
         redis.stop()
+
+
+def _wait_until_both_see_both(workers: list[Worker], timeout_s: float = 20.0) -> None:
+    """Until each worker's snapshot of the live set (refreshed every second) holds both of them (from their logs)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = [re.findall(r"live workers: (.*)$", w.log(), re.MULTILINE) for w in workers]
+        if all(lines and lines[-1] == "a, b" for lines in seen):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the two workers did not see each other")
