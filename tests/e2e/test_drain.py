@@ -33,8 +33,9 @@ def test_sigterm_drains_readyz_first_and_a_download_in_flight_completes(tmp_path
             fh.write(piece)
     worker = Worker(["--data", str(data_dir)], tmp_path,
                     env={"S3CACHE_SERVER_DRAIN_DELAY_S": "1.5", "S3CACHE_SERVER_DRAIN_S": "60"}).start()
-    nginx = Nginx([f"127.0.0.1:{worker.port}"]).start()  # in a directory of its own: nginx workers run unprivileged
+    nginx = Nginx([f"127.0.0.1:{worker.port}"])  # in a directory of its own: nginx workers run unprivileged
     try:
+        nginx.start()
         got = hashlib.md5()
         received = 0
         with httpx.Client(timeout=60) as client, client.stream("GET", f"{nginx.url}/drain/big.bin") as response:
