@@ -27,11 +27,9 @@ from cache.s3.model import (
     ListPage,
     NewObject,
     ObjectMeta,
-    PartInfo,
-    UploadInfo,
     WriteConditions,
 )
-from cache.storage.base import Body, OpenObject, Origin, UnderStore
+from cache.storage.base import Body, DelegatedMultipart, OpenObject, Origin, UnderStore
 
 _META_ENTRIES = 100_000
 _LIST_ENTRIES = 1_000
@@ -73,10 +71,11 @@ class CachedObject:
         pass
 
 
-class CachedStore:
+class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; completing one invalidates
     def __init__(self, origin: Origin, reader: BlockReader, metadata_ttl_s: float, list_ttl_s: float = 0.0,
                  registry: Registry | None = None):
         self.origin = origin
+        self._uploads = origin
         self.registry = registry  # in a cluster: metadata shared through Redis, invalidations published
         self.reader = reader
         self.metadata_ttl_s = metadata_ttl_s
@@ -311,28 +310,6 @@ class CachedStore:
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         return await self.origin.get_object_tags(bucket, key)
-
-    async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
-        return await self.origin.create_upload(bucket, key, new, initiator)
-
-    async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
-    ) -> PartInfo:
-        return await self.origin.upload_part(bucket, key, upload_id, number, body, size=size)
-
-    async def upload_part_copy(
-        self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
-    ) -> PartInfo:
-        return await self.origin.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
-
-    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.origin.abort_upload(bucket, key, upload_id)
-
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        return await self.origin.list_parts(bucket, key, upload_id)
-
-    async def list_uploads(self, bucket: str) -> list[UploadInfo]:
-        return await self.origin.list_uploads(bucket)
 
 
 _: type[UnderStore] = CachedStore
