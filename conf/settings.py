@@ -212,6 +212,9 @@ class AuthSettings(_Section):
                                   "{token = token}. Left out of the settings' repr.")
     anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
     max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
+    sigv2: bool = Field(True, description="Accept SigV2 (AWS <key>:<signature> headers, AWSAccessKeyId presigned "
+                        "URLs), verified like SigV4 in sigv4 and oidc modes; false answers them 400 InvalidRequest "
+                        "(use AWS4-HMAC-SHA256), in every mode.")
     oidc_jwks: str | None = Field(None, description="oidc mode: the identity provider's signing keys, a JWKS file "
                                   "or an http(s) URL (its jwks_uri). Required with mode oidc.")
     oidc_issuer: str | None = Field(None, description="oidc mode: the iss every token must carry. Required.")

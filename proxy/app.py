@@ -185,10 +185,11 @@ class S3App:
                     raise S3Error("InvalidBucketName", reason, extra={"BucketName": request.bucket})
             token = take_token(request)
             if token is None:
-                request.user = authenticate(self.ctx.settings.auth, request.method,
-                                            (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
-                                            scope.get("query_string", b"").decode("latin-1"), request.headers,
-                                            request.query)
+                caller = authenticate(self.ctx.settings.auth, request.method,
+                                      (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
+                                      scope.get("query_string", b"").decode("latin-1"), request.headers,
+                                      request.query)
+                request.user, request.chain = caller.user, caller.chain
                 request.groups = groups_of(request.user)
             operation = resolve(request)
             request.operation = operation.name
