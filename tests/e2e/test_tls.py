@@ -28,7 +28,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from rig.origin import ORIGIN_ENV, MotoOrigin
 from rig.processes import Worker, free_port
+from rig.redis import RedisServer
 
 SECRET = "alice-secret"
 
@@ -191,3 +193,49 @@ def test_a_swapped_certificate_is_served_after_sighup_without_dropping_a_downloa
         assert started.worker.proc.poll() is None
     finally:
         started.worker.stop()
+
+
+def test_a_cluster_serving_https_reads_its_peers_over_https(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
+                                                            moto_origin: MotoOrigin) -> None:
+    """Two HTTPS-only workers (their plain port refuses peer requests too): blocks held by the other worker come
+    over the peer hop, which can then only be https, checked against cluster.peer_ca_file."""
+    workdir = tmp_path_factory.mktemp("tls-cluster")
+    redis = RedisServer(workdir).start()
+    workers: dict[str, TlsWorker] = {}
+    try:
+        for wid in ("a", "b"):
+            home = workdir / wid
+            home.mkdir()
+            cert_file, key_file, _ = pki.issue(home, "server")
+            port = free_port()
+            (home / "s3cache.toml").write_text(
+                f'[server]\ntls_port = {port}\ntls_cert_file = "{cert_file}"\ntls_key_file = "{key_file}"\n'
+                f'https_only = true\n[cluster]\npeer_ca_file = "{pki.ca_file}"\n')
+            worker = Worker(["--config", str(home / "s3cache.toml"), "--origin", moto_origin.url, "--redis",
+                             redis.url, "--worker-id", wid, "--cache-dir", str(home / "blocks"), "--block-size", "1M",
+                             "--data", str(home / "data")], home,
+                            env={**ORIGIN_ENV, "S3CACHE_CLUSTER_SECRET": "tls-cluster-secret"}, backend="s3")
+            workers[wid] = TlsWorker(worker.start(), f"https://127.0.0.1:{port}", cert_file, key_file)
+        deadline = time.monotonic() + 20
+        while not all("live workers: a, b" in w.worker.log() for w in workers.values()):
+            assert time.monotonic() < deadline, "the workers did not see each other"
+            time.sleep(0.1)
+        clients = {wid: s3_client(w.https_url, str(pki.ca_file)) for wid, w in workers.items()}
+        bucket = f"tls-cluster-{uuid.uuid4().hex[:8]}"
+        clients["a"].create_bucket(Bucket=bucket)
+        body = hashlib.sha256(b"blocks").digest() * (256 << 10)  # 8 MiB: eight blocks, spread over both workers
+        clients["a"].put_object(Bucket=bucket, Key="k", Body=body)
+        for wid in ("a", "b", "a", "b"):
+            assert hashlib.md5(clients[wid].get_object(Bucket=bucket, Key="k")["Body"].read()).digest() == \
+                hashlib.md5(body).digest()
+        context = ssl.create_default_context(cafile=str(pki.ca_file))
+        peer_reads = sum(float(line.split()[-1]) for w in workers.values()
+                         for line in httpx.get(w.https_url + "/_s3cache/metrics", verify=context).text.splitlines()
+                         if line.startswith("s3cache_peer_block_reads_total "))
+        assert peer_reads > 0, "no block came over the peer hop: the test proved nothing"
+        for w in workers.values():
+            assert "https://127.0.0.1:" in httpx.get(w.https_url + "/_s3cache/status", verify=context).text
+    finally:
+        for w in workers.values():
+            w.worker.stop()
+        redis.stop()
