@@ -114,6 +114,9 @@ class ServerSettings(_Section):
             raise ValueError("server.tls_cert_file and server.tls_key_file go together")
         if self.https_only and self.tls_cert_file is None:
             raise ValueError("server.https_only needs server.tls_cert_file and server.tls_key_file")
+        if self.processes > 1 and self.tls_cert_file is not None:
+            raise ValueError("server.tls_cert_file: the HTTPS listener is served by one process (processes = 1); "
+                             "run one worker per core, or terminate TLS in front of them")
         return self
 
     @property

@@ -171,9 +171,6 @@ def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         "timeout_graceful_shutdown": settings.server.drain_s or None,
     }
     if settings.server.processes > 1:
-        if settings.server.tls:
-            raise ConfigError("server.tls_cert_file: the HTTPS listener is served by one process (processes = 1); "
-                              "run one worker per core, or terminate TLS in front of them")
         # the children need the secrets themselves (masked in any other dump); this variable is never logged
         os.environ[SETTINGS_ENV] = json.dumps(settings.model_dump(mode="json", context={REVEAL_SECRETS: True}))
         print(_banner(settings), flush=True)
