@@ -195,10 +195,12 @@ def test_a_swapped_certificate_is_served_after_sighup_without_dropping_a_downloa
         started.worker.stop()
 
 
+@pytest.mark.parametrize("data_path", ["proxy", "redirect"])
 def test_a_cluster_serving_https_reads_its_peers_over_https(tmp_path_factory: pytest.TempPathFactory, pki: Pki,
-                                                            moto_origin: MotoOrigin) -> None:
+                                                            moto_origin: MotoOrigin, data_path: str) -> None:
     """Two HTTPS-only workers (their plain port refuses peer requests too): blocks held by the other worker come
-    over the peer hop, which can then only be https, checked against cluster.peer_ca_file."""
+    over the peer hop, which can then only be https, checked against cluster.peer_ca_file; in redirect mode a
+    client following the 307 is sent to the holder's https URL."""
     workdir = tmp_path_factory.mktemp("tls-cluster")
     redis = RedisServer(workdir).start()
     workers: dict[str, TlsWorker] = {}
@@ -212,7 +214,7 @@ def test_a_cluster_serving_https_reads_its_peers_over_https(tmp_path_factory: py
                 f'[server]\ntls_port = {port}\ntls_cert_file = "{cert_file}"\ntls_key_file = "{key_file}"\n'
                 f'https_only = true\n[cluster]\npeer_ca_file = "{pki.ca_file}"\n')
             worker = Worker(["--config", str(home / "s3cache.toml"), "--origin", moto_origin.url, "--redis",
-                             redis.url, "--worker-id", wid, "--cache-dir", str(home / "blocks"), "--block-size", "1M",
+                             redis.url, "--worker-id", wid, "--data-path", data_path, "--cache-dir", str(home / "blocks"), "--block-size", "1M",
                              "--data", str(home / "data")], home,
                             env={**ORIGIN_ENV, "S3CACHE_CLUSTER_SECRET": "tls-cluster-secret"}, backend="s3")
             workers[wid] = TlsWorker(worker.start(), f"https://127.0.0.1:{port}", cert_file, key_file)
@@ -225,10 +227,20 @@ def test_a_cluster_serving_https_reads_its_peers_over_https(tmp_path_factory: py
         clients["a"].create_bucket(Bucket=bucket)
         body = hashlib.sha256(b"blocks").digest() * (256 << 10)  # 8 MiB: eight blocks, spread over both workers
         clients["a"].put_object(Bucket=bucket, Key="k", Body=body)
+        context = ssl.create_default_context(cafile=str(pki.ca_file))
+        if data_path == "redirect":  # boto3 does not follow 307s: httpx does, to the holder's https URL
+            hops = []
+            with httpx.Client(verify=context, follow_redirects=True, timeout=30) as http:
+                for w in (*workers.values(), *workers.values()):
+                    got = http.get(f"{w.https_url}/{bucket}/k")
+                    assert got.status_code == 200 and got.content == body
+                    hops += [hop.headers["location"] for hop in got.history]
+            https_urls = {w.https_url for w in workers.values()}
+            assert hops and all(any(hop.startswith(url + "/") for url in https_urls) for hop in hops), hops
+            return
         for wid in ("a", "b", "a", "b"):
             assert hashlib.md5(clients[wid].get_object(Bucket=bucket, Key="k")["Body"].read()).digest() == \
                 hashlib.md5(body).digest()
-        context = ssl.create_default_context(cafile=str(pki.ca_file))
         peer_reads = sum(float(line.split()[-1]) for w in workers.values()
                          for line in httpx.get(w.https_url + "/_s3cache/metrics", verify=context).text.splitlines()
                          if line.startswith("s3cache_peer_block_reads_total "))
