@@ -214,8 +214,8 @@ def test_a_cluster_serving_https_reads_its_peers_over_https(tmp_path_factory: py
                 f'[server]\ntls_port = {port}\ntls_cert_file = "{cert_file}"\ntls_key_file = "{key_file}"\n'
                 f'https_only = true\n[cluster]\npeer_ca_file = "{pki.ca_file}"\n')
             worker = Worker(["--config", str(home / "s3cache.toml"), "--origin", moto_origin.url, "--redis",
-                             redis.url, "--worker-id", wid, "--data-path", data_path, "--cache-dir", str(home / "blocks"), "--block-size", "1M",
-                             "--data", str(home / "data")], home,
+                             redis.url, "--worker-id", wid, "--data-path", data_path, "--cache-dir",
+                             str(home / "blocks"), "--block-size", "1M", "--data", str(home / "data")], home,
                             env={**ORIGIN_ENV, "S3CACHE_CLUSTER_SECRET": "tls-cluster-secret"}, backend="s3")
             workers[wid] = TlsWorker(worker.start(), f"https://127.0.0.1:{port}", cert_file, key_file)
         deadline = time.monotonic() + 20
