@@ -56,8 +56,11 @@ class ChunkChain:
         self.previous = expected
 
     def trailer(self, trailers: dict[str, str], offered: str | None) -> None:
-        """The trailing headers (names in lower case), signed as ``name:value\\n`` lines in name order."""
+        """The trailing headers (names in lower case), signed as ``name:value\\n`` lines in name order. A body
+        signed without a trailer may carry none: nothing would vouch for it."""
         if not self.signed_trailer:
+            if trailers:
+                raise mismatch("trailer")
             return
         canonical = "".join(f"{name}:{value}\n" for name, value in sorted(trailers.items()) if name != TRAILER_SIGNATURE)
         expected = self._sign("AWS4-HMAC-SHA256-TRAILER", hashlib.sha256(canonical.encode()).hexdigest())

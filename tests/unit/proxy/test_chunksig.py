@@ -99,6 +99,12 @@ def test_a_signed_trailer_must_be_there() -> None:
         decode(chain_of(headers), body[:cut] + b"\r\n")
 
 
+def test_a_body_signed_without_a_trailer_may_not_carry_one() -> None:
+    body = doc_body()
+    with pytest.raises(S3Error, match="SignatureDoesNotMatch"):
+        decode(doc_chain(), body[:-2] + b"x-amz-checksum-crc32:AAAAAA==\r\n\r\n")
+
+
 def test_no_chain_for_unsigned_or_simple_mode() -> None:
     headers, _ = upload(trailer=False).request()
     lower = {name.lower(): value for name, value in headers.items()}
