@@ -121,7 +121,11 @@ def test_boto3_over_https_with_the_test_ca(tls_worker: TlsWorker, pki: Pki) -> N
     bucket = f"tls-{uuid.uuid4().hex[:10]}"
     s3.create_bucket(Bucket=bucket)
     body = b"over https\n" * 50000
-    s3.put_object(Bucket=bucket, Key="k", Body=body)  # over https boto3 sends a checksum trailer, unsigned chunks
+    sent: list[bytes] = []
+    s3.meta.events.register("before-send.s3.PutObject",
+                            lambda request, **_: sent.append(request.headers.get("x-amz-content-sha256", b"")))
+    s3.put_object(Bucket=bucket, Key="k", Body=body)
+    assert sent == [b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"]  # over https: unsigned chunks, a checksum trailer
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == body
     s3.upload_fileobj(io.BytesIO(body * 3), bucket, "big",
                       Config=boto3.s3.transfer.TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
