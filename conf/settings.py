@@ -100,6 +100,28 @@ class ServerSettings(_Section):
     max_inflight_requests: int = Field(512, ge=0, description="S3 requests answered at once per process; one "
                                        "more is refused at once with 503 SlowDown and Retry-After: 1, which SDKs "
                                        "retry (0: no limit).")
+    tls_port: int = Field(29996, ge=0, le=65535, description="HTTPS port (Alluxio's), served beside the HTTP "
+                          "port when tls_cert_file and tls_key_file are set; 0 picks a free one.")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate (chain) of the HTTPS listener; read "
+                                       "again on SIGHUP, connections already open keep the one they began with.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file; read again with it.")
+    https_only: bool = Field(False, description="Refuse S3 and peer requests on the HTTP port (403 AccessDenied "
+                             "naming the HTTPS port); its /_s3cache/healthz and readyz still answer. Needs TLS.")
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ServerSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("server.tls_cert_file and server.tls_key_file go together")
+        if self.https_only and self.tls_cert_file is None:
+            raise ValueError("server.https_only needs server.tls_cert_file and server.tls_key_file")
+        if self.processes > 1 and self.tls_cert_file is not None:
+            raise ValueError("server.tls_cert_file: the HTTPS listener is served by one process (processes = 1); "
+                             "run one worker per core, or terminate TLS in front of them")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
 
 class StorageSettings(_Section):
@@ -178,7 +200,7 @@ class ClusterSettings(_Section):
         "redis+sentinel://[password@]host:port[,host:port...]/service_name[/db] (the master those Sentinels name), "
         "or redis+cluster://[password@]host:port[,host:port...] (Redis Cluster seed nodes).")
     advertise_url: str | None = Field(None, description="URL other workers and redirected clients reach this "
-                                      "worker at; default http://<host>:<port>.")
+                                      "worker at; default http://<host>:<port>, https://<host>:<tls_port> with TLS.")
     worker_id: str | None = Field(None, description="Stable id of this worker in the cluster; default the "
                                   "advertised URL (a restarted worker keeps its blocks).")
     secret: Secret | None = Field(None, description="Shared secret of the cluster: peers and redirect tokens are "
@@ -198,6 +220,9 @@ class ClusterSettings(_Section):
                                    "gone; heartbeats go every third of it.")
     redirect_token_ttl_s: float = Field(60.0, gt=0, description="Lifetime of the signed token in a redirect.")
     peer_timeout_s: float = Field(10.0, gt=0, description="Read timeout of block reads from a peer.")
+    peer_ca_file: Path | None = Field(None, description="CA bundle (PEM) the HTTPS certificates of peers are "
+                                      "checked against; default the system's. Peers are reached at their "
+                                      "advertised URL, https when they serve TLS.")
     namespace: str = Field("s3cache", description="Prefix of every Redis key: clusters may share a Redis.")
 
 
@@ -212,6 +237,9 @@ class AuthSettings(_Section):
                                   "{token = token}. Left out of the settings' repr.")
     anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
     max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
+    sigv2: bool = Field(True, description="Accept SigV2 (AWS <key>:<signature> headers, AWSAccessKeyId presigned "
+                        "URLs), verified like SigV4 in sigv4 and oidc modes; false answers them 400 InvalidRequest "
+                        "(use AWS4-HMAC-SHA256), in every mode.")
     oidc_jwks: str | None = Field(None, description="oidc mode: the identity provider's signing keys, a JWKS file "
                                   "or an http(s) URL (its jwks_uri). Required with mode oidc.")
     oidc_issuer: str | None = Field(None, description="oidc mode: the iss every token must carry. Required.")

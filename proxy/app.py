@@ -40,6 +40,7 @@ from proxy.redirect import check_token, redirect, take_token
 from proxy.stack import advertised_url, build_stack
 
 ADMIN_PREFIX = "/_s3cache/"
+PROBES = frozenset({ADMIN_PREFIX + "healthz", ADMIN_PREFIX + "readyz"})  # answered on the HTTP port even HTTPS-only
 SETTINGS_ENV = "S3CACHE__SETTINGS_JSON"  # how `serve --processes N` hands settings to worker processes
 
 log = logging.getLogger("s3cache")
@@ -130,6 +131,10 @@ class S3App:
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
         self.legacy_names = ctx.settings.origin.endpoint is not None
+        server = ctx.settings.server
+        # server.https_only: what a request on the HTTP port gets (probes excepted)
+        self.plain_refusal = S3Error("AccessDenied", f"This endpoint is HTTPS only: use https on port "
+                                     f"{server.tls_port}") if server.https_only else None
         # admission control: past either bound an S3 request is refused at once (503 SlowDown), never queued
         self.inflight = 0  # S3 requests in S3App.s3 right now
         self.max_inflight = ctx.settings.server.max_inflight_requests
@@ -140,7 +145,11 @@ class S3App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"] in PEER_PATHS:
+            if self.plain_refusal is not None and scope.get("scheme") == "http" and scope["path"] not in PROBES:
+                response = error_response(self.plain_refusal, scope["path"], "0", scope["method"] == "HEAD")
+                response.headers["connection"] = "close"  # its body, if any, is left unread
+                await send_response(send, response, "0", scope["method"] == "HEAD", scope["path"])
+            elif scope["path"] in PEER_PATHS:
                 await serve_peer(self.ctx, scope, receive, send)
             elif scope["path"].startswith(ADMIN_PREFIX):
                 await self.admin(scope, receive, send)  # type: ignore[arg-type]
@@ -185,10 +194,11 @@ class S3App:
                     raise S3Error("InvalidBucketName", reason, extra={"BucketName": request.bucket})
             token = take_token(request)
             if token is None:
-                request.user = authenticate(self.ctx.settings.auth, request.method,
-                                            (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
-                                            scope.get("query_string", b"").decode("latin-1"), request.headers,
-                                            request.query)
+                caller = authenticate(self.ctx.settings.auth, request.method,
+                                      (scope.get("raw_path") or b"").decode("latin-1") or scope["path"],
+                                      scope.get("query_string", b"").decode("latin-1"), request.headers,
+                                      request.query)
+                request.user, request.chain = caller.user, caller.chain
                 request.groups = groups_of(request.user)
             operation = resolve(request)
             request.operation = operation.name

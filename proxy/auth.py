@@ -6,7 +6,8 @@ user: from a SigV4 ``Authorization`` header (``Credential=<user>/...``), a SigV4
 (``AWSAccessKeyId``). No credentials at all is the anonymous user (None). Signatures are not checked in this
 mode: it names users for access rules and logs, as Alluxio's SIMPLE mode does.
 
-SIGV4 verifies signatures (proxy.sigv4verify); OIDC verifies a JWT carried as a Bearer token or as the SigV4
+SIGV4 verifies signatures (proxy.sigv4verify; SigV2's in proxy.sigv2verify, refused in every mode when
+``sigv2 = false``); OIDC verifies a JWT carried as a Bearer token or as the SigV4
 session token (proxy.oidc) and judges requests without one as SIGV4 does. In every mode a presigned URL past its
 time is refused first.
 """
@@ -20,7 +21,8 @@ from cache.s3.errors import S3Error
 from conf.settings import AuthSettings
 from proxy.oidc import Verifier, verifier
 from proxy.oidc import denied as oidc_denied
-from proxy.sigv4verify import iso8601, presigned_window, verify
+from proxy.sigv2verify import NOT_SUPPORTED, is_sigv2, verify_v2
+from proxy.sigv4verify import Caller, iso8601, presigned_window, verify
 
 _SIGV4 = "AWS4-HMAC-SHA256"
 _SIGV2 = "AWS "
@@ -118,19 +120,26 @@ def check_expiry(query: Mapping[str, str], now: datetime.datetime | None = None)
 
 
 def authenticate(settings: AuthSettings, method: str, raw_path: str, raw_query: str,
-                 headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+                 headers: Mapping[str, str], query: Mapping[str, str]) -> Caller:
     """The request's user under the configured mode (the one place the mode is decided)."""
     check_expiry(query)
+    sigv2 = is_sigv2(headers, query)
+    if sigv2 and not settings.sigv2:
+        raise S3Error("InvalidRequest", NOT_SUPPORTED)
     if settings.mode == "simple":
-        return user_of(headers, query)
-    unsigned = "authorization" not in headers and "X-Amz-Signature" not in query
+        return Caller(user_of(headers, query))
+    unsigned = "authorization" not in headers and "X-Amz-Signature" not in query and not sigv2
     if settings.mode == "oidc":
         token = token_of(headers, query)
         if token is not None:
-            return oidc_verifier(settings).verify(token)
+            return Caller(oidc_verifier(settings).verify(token))
         if unsigned and not settings.anonymous:
             raise S3Error("AccessDenied", "Access Denied: this endpoint requires an OIDC token (Authorization: "
                           "Bearer, or the SigV4 session token)")
     if settings.anonymous and unsigned:
-        return None
+        return Caller(None)
+    if sigv2:
+        user_of(headers, query)  # a malformed SigV2 header is AuthorizationHeaderMalformed, as in every mode
+        return Caller(verify_v2(method, raw_path, raw_query, headers, query, settings.users.get,
+                                settings.max_skew_s))
     return verify(method, raw_path, raw_query, headers, settings.users.get, settings.max_skew_s)

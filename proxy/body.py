@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from awscrt import checksums as crt
 
 from cache.s3.errors import S3Error
+from proxy.chunksig import TRAILER_SIGNATURE, ChunkChain
 from proxy.http import MAX_SINGLE_PUT_BYTES, Request
 from proxy.xml import MAX_XML_BODY_BYTES
 
 _MAX_CHUNK_HEADER_BYTES = 4096
 _HEX_RE = re.compile(rb"[0-9a-fA-F]+")
+_CHUNK_SIGNATURE = b"chunk-signature="
 
 
 class _Crc:
@@ -64,13 +66,19 @@ def _framing_error(message: str) -> S3Error:
 
 
 class AwsChunkedDecoder:
-    """Incremental decoder of ``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n ... 0\\r\\n<trailers>\\r\\n``."""
+    """Incremental decoder of ``<hex size>[;chunk-signature=...]\\r\\n<data>\\r\\n ... 0\\r\\n<trailers>\\r\\n``.
 
-    def __init__(self) -> None:
+    Given the chain of a verified signed body, each chunk's signature is checked once its data is in, and the
+    trailer's once the trailers are: a bad one raises before the next chunk's bytes are handed on."""
+
+    def __init__(self, chain: ChunkChain | None = None) -> None:
         self._head = b""  # bytes of a chunk header, CRLF or trailer line not yet complete
         self._remaining = 0  # data bytes left in the current chunk
         self._state = "size"
         self.trailers: dict[str, str] = {}
+        self._chain = chain
+        self._offered: str | None = None  # the current chunk's chunk-signature
+        self._chunk_sha = hashlib.sha256() if chain else None
 
     def feed(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -79,11 +87,15 @@ class AwsChunkedDecoder:
         while pos < end:
             if self._state == "data":
                 take = min(self._remaining, end - pos)
-                out.append(data[pos:pos + take])
+                piece = data[pos:pos + take]
+                out.append(piece)
                 pos += take
                 self._remaining -= take
+                if self._chunk_sha is not None:
+                    self._chunk_sha.update(piece)
                 if self._remaining == 0:
                     self._state = "crlf"
+                    self._end_of_chunk()
                 continue
             if self._state == "done":
                 if data[pos:].strip():
@@ -113,27 +125,43 @@ class AwsChunkedDecoder:
                 raise _framing_error("chunk data longer than its declared size")
             self._state = "size"
         elif self._state == "size":
-            size_field = line.split(b";", 1)[0].strip()
+            size_field, _, extension = line.partition(b";")
+            size_field = size_field.strip()
             if not _HEX_RE.fullmatch(size_field):  # int(x, 16) alone would take "-3", "+3", "0x3", "0_3"
                 raise _framing_error(f"bad chunk size {size_field[:20]!r}")
             size = int(size_field, 16)
+            extension = extension.strip()
+            self._offered = extension[len(_CHUNK_SIGNATURE):].decode("latin-1") \
+                if extension.startswith(_CHUNK_SIGNATURE) else None
             if size == 0:
                 self._state = "trailer"
+                self._end_of_chunk()
             else:
                 self._remaining = size
                 self._state = "data"
         elif self._state == "trailer":
             if not line:
                 self._state = "done"
+                self._end_of_trailers()
                 return
             name, sep, value = line.partition(b":")
             if not sep:
                 raise _framing_error("bad trailer line")
             self.trailers[name.strip().lower().decode("latin-1")] = value.strip().decode("latin-1")
 
+    def _end_of_chunk(self) -> None:
+        if self._chain is not None and self._chunk_sha is not None:
+            self._chain.chunk(self._chunk_sha.hexdigest(), self._offered)
+            self._chunk_sha = hashlib.sha256()
+
+    def _end_of_trailers(self) -> None:
+        if self._chain is not None:
+            self._chain.trailer(self.trailers, self.trailers.get(TRAILER_SIGNATURE))
+
     def finish(self) -> None:
         if self._state == "trailer" and not self._head:
-            return  # some clients end after the last trailer without the closing blank line
+            self._end_of_trailers()  # some clients end after the last trailer without the closing blank line
+            return
         if self._state != "done":
             raise S3Error("IncompleteBody")
 
@@ -148,6 +176,7 @@ class BodyCheck:
     checksum_value: str | None = None  # None while it is still to come in a trailer
     expected_length: int | None = None
     checksums: dict[str, str] = field(default_factory=dict)
+    chain: ChunkChain | None = None  # a verified signed aws-chunked body's signature chain
 
 
 def _algorithm_of(request: Request) -> tuple[str | None, str | None]:
@@ -177,7 +206,7 @@ def _is_aws_chunked(request: Request) -> bool:
 
 def body_check(request: Request) -> BodyCheck:
     """Read and validate the headers that describe a body, before any of it is read."""
-    check = BodyCheck()
+    check = BodyCheck(chain=request.chain)
     md5 = request.headers.get("content-md5")
     if md5 is not None:
         try:
@@ -205,7 +234,7 @@ def body_check(request: Request) -> BodyCheck:
 
 async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[bytes]:
     """The body's bytes, decoded; raises BadDigest/IncompleteBody/... before the last byte is handed on."""
-    decoder = AwsChunkedDecoder() if _is_aws_chunked(request) else None
+    decoder = AwsChunkedDecoder(check.chain) if _is_aws_chunked(request) else None
     md5 = hashlib.md5() if check.content_md5 is not None else None
     sha = hashlib.sha256() if check.payload_sha256 is not None else None
     summer = CHECKSUMS[check.checksum_algorithm]() if check.checksum_algorithm else None

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from cache.s3.errors import S3Error
+from proxy.chunksig import ChunkChain
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -66,8 +67,8 @@ def user_metadata_value(raw: bytes) -> str:
 class Request:
     """One S3 request: addressing, query, headers, the caller, and the body as a stream."""
 
-    __slots__ = ("body_requested", "bucket", "groups", "headers", "key", "method", "operation", "query", "receive",
-                 "request_id", "user")
+    __slots__ = ("body_requested", "bucket", "chain", "groups", "headers", "key", "method", "operation", "query",
+                 "receive", "request_id", "user")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.method: str = scope["method"]
@@ -96,6 +97,7 @@ class Request:
         self.headers = headers
         self.receive = receive
         self.user: str | None = None
+        self.chain: ChunkChain | None = None  # set when a signed aws-chunked body's signatures are to be checked
         self.groups: tuple[str, ...] = ()  # the user's groups, where authentication knows them (an OIDC token's)
         self.request_id: str = f"{_ID_PREFIX}{next(_ids):08X}"
         self.operation: str = "-"

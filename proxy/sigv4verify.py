@@ -2,8 +2,9 @@
 
 The request is signed again with awscrt, the same signer s3cache uses toward origins, from exactly what the
 client signed (its SignedHeaders, its X-Amz-Date, its payload hash) and the secret configured for its access
-key; the two signatures are compared in constant time. A streamed ``aws-chunked`` body's seed signature is
-checked here; its per-chunk signatures are not (the payload is still checked against its checksums).
+key; the two signatures are compared in constant time. A signed ``aws-chunked`` body's seed signature is
+checked here, and the chain its chunk and trailer signatures continue is handed on (proxy.chunksig) for the body
+reader to check as the chunks arrive.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import datetime
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
 from awscrt import auth
 from awscrt import http as crt_http
 
 from cache.s3.errors import S3Error
+from proxy.chunksig import SIGNED_STREAMING, ChunkChain, signing_key
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _ADDED_BY_SIGNER = ("x-amz-date", "x-amz-content-sha256", "authorization")
@@ -28,6 +31,14 @@ _INTEGER = re.compile(r"-?[0-9]+")
 MAX_EXPIRES_S = 604800  # a presigned URL lives a week at most
 _QUERY_REQUIRED = ("Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
                    "X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request is from (None: anonymous) and, for a signed aws-chunked body, the chain its chunks continue."""
+
+    user: str | None
+    chain: ChunkChain | None = None
 
 
 def _date(text: str) -> datetime.datetime:
@@ -85,24 +96,29 @@ def _config(access_key: str, secret: str, scope: list[str], date: datetime.datet
     )
 
 
+def unknown_key(access_key: str) -> S3Error:
+    return S3Error("InvalidAccessKeyId", extra={"AWSAccessKeyId": access_key[:128]})
+
+
 def _secret(secret_of: SecretOf, access_key: str) -> str:
     secret = secret_of(access_key)
     if secret is None:
-        raise S3Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
-                      origin_status=403, extra={"AWSAccessKeyId": access_key})
+        raise unknown_key(access_key)
     return secret
 
 
-def _check_time(date: datetime.datetime, now: datetime.datetime, max_skew_s: float) -> None:
+def check_time(date: datetime.datetime, now: datetime.datetime, max_skew_s: float) -> None:
+    """RequestTimeTooSkewed past the allowed skew, with the elements S3 sends."""
     if abs((now - date).total_seconds()) > max_skew_s:
-        raise S3Error("RequestTimeTooSkewed", "The difference between the request time and the current time is "
-                      "too large.")
+        raise S3Error("RequestTimeTooSkewed", extra={
+            "RequestTime": iso8601(date), "ServerTime": iso8601(now),
+            "MaxAllowedSkewMilliseconds": str(int(max_skew_s * 1000))})
 
 
 def verify(
     method: str, raw_path: str, raw_query: str, headers: Mapping[str, str], secret_of: SecretOf,
     max_skew_s: float = 900.0, now: datetime.datetime | None = None,
-) -> str:
+) -> Caller:
     """The verified access key of a SigV4 request; S3Error (403) when it is not signed right."""
     now = now or datetime.datetime.now(datetime.UTC)
     authorization = headers.get("authorization", "")
@@ -113,11 +129,12 @@ def verify(
             raise S3Error("AuthorizationHeaderMalformed")
         signed = fields["SignedHeaders"].split(";")
         date = _date(headers.get("x-amz-date", ""))
-        _check_time(date, now, max_skew_s)
+        check_time(date, now, max_skew_s)
         body = headers.get("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
         kept = [(name, headers.get(name, "")) for name in signed if name not in _ADDED_BY_SIGNER]
         path = raw_path + (f"?{raw_query}" if raw_query else "")
-        config = _config(scope[0], _secret(secret_of, scope[0]), scope, date, body,
+        secret = _secret(secret_of, scope[0])
+        config = _config(scope[0], secret, scope, date, body,
                          "x-amz-content-sha256" in signed, query=False, expires_s=None)
         request = crt_http.HttpRequest(method, path, headers=crt_http.HttpHeaders(kept))
         auth.aws_sign_request(request, config).result()
@@ -130,7 +147,7 @@ def verify(
         if len(scope) != 5 or q.get("X-Amz-Algorithm") != ALGORITHM:
             raise S3Error("AuthorizationQueryParametersError")
         date, expires = presigned_window(q, now)
-        _check_time(date, now, max_skew_s + expires)
+        check_time(date, now, max_skew_s + expires)
         rest = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in params if k not in _QUERY_AUTH)
         signed = q.get("X-Amz-SignedHeaders", "host").split(";")
         kept = [(name, headers.get(name, "")) for name in signed if name not in _ADDED_BY_SIGNER]
@@ -145,5 +162,10 @@ def verify(
         raise S3Error("AccessDenied", "Access Denied: this endpoint requires SigV4-signed requests")
     if not hmac.compare_digest(expected, offered):
         raise S3Error("SignatureDoesNotMatch", "The request signature we calculated does not match the signature "
-                      "you provided. Check your key and signing method.")
-    return scope[0]
+                      "you provided. Check your key and signing method.",
+                      extra={"AWSAccessKeyId": scope[0], "SignatureProvided": offered[:64]})
+    if authorization and body in SIGNED_STREAMING:
+        chain = ChunkChain(signing_key(secret, *scope[1:4]), headers["x-amz-date"], "/".join(scope[1:]), offered,
+                           SIGNED_STREAMING[body])
+        return Caller(scope[0], chain)
+    return Caller(scope[0])

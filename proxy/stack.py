@@ -72,11 +72,14 @@ def _reads_through_cache(settings: Settings) -> bool:
     return settings.cache.capacity_bytes > 0 or bool(settings.cluster.redis_url)
 
 
-def listen_url(settings: Settings) -> str:
-    """The URL of this worker's port on this host (a wildcard address shown as loopback)."""
-    host = settings.server.host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{shown}:{settings.server.port}"
+def listen_url(settings: Settings, tls: bool | None = None) -> str:
+    """The URL of this worker's port on this host (a wildcard address shown as loopback): its HTTPS port when it
+    serves TLS (or when tls says so)."""
+    server = settings.server
+    shown = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    if server.tls if tls is None else tls:
+        return f"https://{shown}:{server.tls_port}"
+    return f"http://{shown}:{server.port}"
 
 
 def advertised_url(settings: Settings) -> str:
@@ -100,7 +103,8 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
         raise ConfigError(f"cluster.redis_url: {exc}") from None
     peers = Peers(c.secret.get_secret_value(), c.peer_timeout_s, block_size=settings.cache.block_size_bytes,
                   signature_ttl_s=c.peer_request_ttl_s,
-                  previous_secret=c.previous_secret.get_secret_value() if c.previous_secret is not None else None)
+                  previous_secret=c.previous_secret.get_secret_value() if c.previous_secret is not None else None,
+                  ca_file=str(c.peer_ca_file) if c.peer_ca_file is not None else None)
     return registry, Cluster(registry, worker_id, registering), peers
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from urllib.parse import urlencode
@@ -81,7 +82,8 @@ class Peers:
     and for a while first with it, so workers rotated and not yet rotated keep reading each other's blocks."""
 
     def __init__(self, secret: str, timeout_s: float = 10.0, max_connections: int = 256, block_size: int = 0,
-                 signature_ttl_s: float = 30.0, previous_secret: str | None = None) -> None:
+                 signature_ttl_s: float = 30.0, previous_secret: str | None = None,
+                 ca_file: str | None = None) -> None:
         self._secret = secret  # signs each request; never sent, never in a repr
         self._previous = previous_secret or None
         self._on_previous: dict[str, float] = {}  # peer URL -> until when it is signed for with the previous secret
@@ -91,11 +93,13 @@ class Peers:
         # connection, so a burst of reads to a busy peer would time out without the peer being slow at all.
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(2.0, timeout_s), sock_read=timeout_s)
         self.max_connections = max_connections
+        # https peers: their certificates checked against this CA bundle (None: the system's)
+        self._tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30)
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30, ssl=self._tls)
             self._session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=False)
         return self._session
 

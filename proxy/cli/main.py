@@ -8,6 +8,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from proxy import logs
 from proxy.app import SETTINGS_ENV, build_app
 from proxy.cli import check, load, sidecar, status
 from proxy.cli.protocol import S3Protocol, connection_limits
+from proxy.cli.tls import TlsListener
 from proxy.stack import listen_url
 
 log = logging.getLogger("s3cache")
@@ -148,7 +150,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str]) -> Setting
 def _banner(settings: Settings) -> str:
     endpoint = listen_url(settings)
     source = settings.origin.endpoint or settings.storage.data_dir.resolve()
-    return (f"s3cache serving {source} at {endpoint}\n"
+    plain = f" (and {listen_url(settings, tls=False)})" if settings.server.tls else ""
+    return (f"s3cache serving {source} at {endpoint}{plain}\n"
             f"  try: AWS_ACCESS_KEY_ID=any AWS_SECRET_ACCESS_KEY=any aws --endpoint-url {endpoint} s3 ls")
 
 
@@ -174,16 +177,24 @@ def serve(settings: Settings, warnings: Sequence[str] = ()) -> None:
         uvicorn.run("proxy.app:app_from_env", factory=True, host=settings.server.host, port=settings.server.port,
                     workers=settings.server.processes, **common)
         return
-    family = socket.AF_INET6 if ":" in settings.server.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.server.host, settings.server.port))
-    port = sock.getsockname()[1]
-    if port != settings.server.port:  # --port 0: peers and redirects need the port actually bound
-        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"port": port})})
+    server = settings.server
+    sock = _bound(server.host, server.port)
+    tls = None
+    if server.tls_cert_file is not None and server.tls_key_file is not None:
+        tls = TlsListener(_bound(server.host, server.tls_port), server.tls_cert_file, server.tls_key_file)
+    # port 0: peers and redirects need the ports actually bound
+    bound = {"port": sock.getsockname()[1], "tls_port": tls.sock.getsockname()[1] if tls else server.tls_port}
+    settings = settings.model_copy(update={"server": server.model_copy(update=bound)})
     config = uvicorn.Config(build_app(settings), **common)
     print(_banner(settings), flush=True)
-    _Server(config, settings.server.drain_delay_s).run(sockets=[sock])
+    _Server(config, settings.server.drain_delay_s, tls).run(sockets=[sock])
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -191,9 +202,26 @@ class _Server(uvicorn.Server):
     placement; after server.drain_delay_s the listener closes and requests in flight get server.drain_s to finish
     (uvicorn's graceful shutdown). A second signal exits at once, as in uvicorn."""
 
-    def __init__(self, config: uvicorn.Config, drain_delay_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, drain_delay_s: float, tls: TlsListener | None = None) -> None:
         super().__init__(config)
         self.drain_delay_s = drain_delay_s
+        self.tls = tls
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup, plus the HTTPS listener on its own socket and TLS context (uvicorn gives every
+        socket of one server the same TLS setting, none here), its certificate reloaded on SIGHUP."""
+        await super().startup(sockets=sockets)
+        if self.tls is None or self.should_exit:
+            return
+        config, loop = self.config, asyncio.get_running_loop()
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=self.server_state,  # type: ignore[call-arg]
+                                              app_state=self.lifespan.state, _loop=loop)
+
+        self.servers.append(await loop.create_server(create_protocol, sock=self.tls.sock, ssl=self.tls.context,
+                                                     backlog=config.backlog))
+        loop.add_signal_handler(signal.SIGHUP, self.tls.reload)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         app: Any = self.config.app  # the S3App this process serves

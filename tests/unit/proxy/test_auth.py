@@ -214,7 +214,7 @@ def test_simple_mode_refuses_an_expired_presigned_url() -> None:
         authenticate(settings_of(), "GET", "/b/k", urlencode(query), {"host": "localhost"}, query)
     assert exc.value.code == "AuthorizationQueryParametersError"
     fresh = v4_query("300", date=datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ"))
-    assert authenticate(settings_of(), "GET", "/b/k", urlencode(fresh), {"host": "localhost"}, fresh) == "alice"
+    assert authenticate(settings_of(), "GET", "/b/k", urlencode(fresh), {"host": "localhost"}, fresh).user == "alice"
 
 
 def presigned_by_botocore(expires_s: int, user: str = "alice", secret: str = "her-secret") -> tuple[str, str]:
@@ -230,10 +230,10 @@ def test_sigv4_mode_verifies_a_presigned_url_inside_its_window_only() -> None:
     query = dict(parse_qsl(raw_query))
     headers = {"host": "localhost:29998"}
     settings = settings_of(mode="sigv4", users={"alice": "her-secret"})
-    assert authenticate(settings, "GET", path, raw_query, headers, query) == "alice"
+    assert authenticate(settings, "GET", path, raw_query, headers, query).user == "alice"
     signed_at = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
     assert verify("GET", path, raw_query, headers, {"alice": "her-secret"}.get,
-                  now=signed_at + datetime.timedelta(seconds=60)) == "alice"
+                  now=signed_at + datetime.timedelta(seconds=60)).user == "alice"
     with pytest.raises(S3Error) as exc:
         verify("GET", path, raw_query, headers, {"alice": "her-secret"}.get,
                now=signed_at + datetime.timedelta(seconds=61))

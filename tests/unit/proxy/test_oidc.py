@@ -390,7 +390,7 @@ def oidc_settings(tmp_path: Path, *keys: Key, **more: Any) -> AuthSettings:
 
 def call(settings: AuthSettings, headers: dict[str, str], query: dict[str, str] | None = None,
          raw_query: str = "") -> str | None:
-    return authenticate(settings, "GET", "/b/k", raw_query, headers, query or {})
+    return authenticate(settings, "GET", "/b/k", raw_query, headers, query or {}).user
 
 
 def test_the_token_is_found_as_bearer_or_as_the_session_token(tmp_path: Path, rsa_key: Key) -> None:

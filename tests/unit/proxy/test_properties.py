@@ -418,7 +418,7 @@ def test_simple_mode_names_a_user_or_raises_s3_error(authorization: str | None, 
         headers = {**headers, "authorization": authorization}
     attempts: list[Callable[[], str | None]] = [
         lambda: user_of(headers, query), lambda: check_expiry(query, NOW),
-        lambda: authenticate(AuthSettings(), "GET", "/b/k", "", headers, query)]
+        lambda: authenticate(AuthSettings(), "GET", "/b/k", "", headers, query).user]
     for attempt in attempts:
         try:
             user = attempt()
