@@ -12,47 +12,17 @@ import base64
 import binascii
 import hashlib
 import re
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from awscrt import checksums as crt
-
+from cache.s3.checksums import ALGORITHMS, well_formed
 from cache.s3.errors import S3Error
+from cache.s3.model import BodyChecksums
 from proxy.http import MAX_SINGLE_PUT_BYTES, Request
 from proxy.xml import MAX_XML_BODY_BYTES
 
 _MAX_CHUNK_HEADER_BYTES = 4096
 _HEX_RE = re.compile(rb"[0-9a-fA-F]+")
-
-
-class _Crc:
-    def __init__(self, fn: Callable[[bytes, int], int], width_bytes: int) -> None:
-        self.fn, self.width, self.value = fn, width_bytes, 0
-
-    def update(self, data: bytes) -> None:
-        self.value = self.fn(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(self.width, "big")
-
-
-CHECKSUMS: dict[str, Callable[[], object]] = {
-    "crc32": lambda: _Crc(lambda d, v: zlib.crc32(d, v), 4),
-    "crc32c": lambda: _Crc(crt.crc32c, 4),
-    "crc64nvme": lambda: _Crc(crt.crc64nvme, 8),
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-}
-CHECKSUM_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
-
-
-def _well_formed(name: str, value: str) -> bool:
-    """A checksum value S3 can compare at all: base64 of exactly the algorithm's digest size."""
-    try:
-        return len(base64.b64decode(value, validate=True)) == CHECKSUM_BYTES[name]
-    except (binascii.Error, ValueError):
-        return False
 
 
 def malformed_trailer() -> S3Error:
@@ -150,21 +120,29 @@ class BodyCheck:
     checksums: dict[str, str] = field(default_factory=dict)
 
 
+def sent_checksums(check: BodyCheck) -> BodyChecksums:
+    """The checksum a client sends with a body, as a store passes it on: a value known up front (a header) at
+    once, one in a trailer by its algorithm, its value in check.checksums once the body has ended."""
+    if check.checksum_algorithm and check.checksum_value is not None:
+        check.checksums[check.checksum_algorithm] = check.checksum_value
+    return BodyChecksums(check.checksums, check.checksum_algorithm if check.checksum_value is None else None)
+
+
 def _algorithm_of(request: Request) -> tuple[str | None, str | None]:
-    for name in CHECKSUMS:
+    for name in ALGORITHMS:
         value = request.headers.get(f"x-amz-checksum-{name}")
         if value is not None:
-            if not _well_formed(name, value):  # unreadable, not mismatched: S3 says InvalidRequest, not BadDigest
+            if not well_formed(name, value):  # unreadable, not mismatched: S3 says InvalidRequest, not BadDigest
                 raise S3Error("InvalidRequest", f"Value for x-amz-checksum-{name} header is invalid.")
             return name, value
     trailer = request.headers.get("x-amz-trailer", "").strip().lower()
     if trailer.startswith("x-amz-checksum-"):
         name = trailer[len("x-amz-checksum-"):]
-        if name in CHECKSUMS:
+        if name in ALGORITHMS:
             return name, None
         raise S3Error("InvalidRequest", f"Unsupported trailer {trailer}")
     declared = request.headers.get("x-amz-sdk-checksum-algorithm", "").strip().lower()
-    if declared and declared not in CHECKSUMS:
+    if declared and declared not in ALGORITHMS:
         raise S3Error("InvalidRequest", f"Unsupported checksum algorithm {declared}")
     return None, None
 
@@ -208,7 +186,7 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
     decoder = AwsChunkedDecoder() if _is_aws_chunked(request) else None
     md5 = hashlib.md5() if check.content_md5 is not None else None
     sha = hashlib.sha256() if check.payload_sha256 is not None else None
-    summer = CHECKSUMS[check.checksum_algorithm]() if check.checksum_algorithm else None
+    summer = ALGORITHMS[check.checksum_algorithm].new() if check.checksum_algorithm else None
     size = 0
     held: bytes | None = None  # the last piece is held back until every check has passed
     async for raw in request.body():
@@ -221,7 +199,7 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
                 raise S3Error("EntityTooLarge")
             for hasher in (md5, sha, summer):
                 if hasher is not None:
-                    hasher.update(piece)  # type: ignore[attr-defined]
+                    hasher.update(piece)
             if held is not None:
                 yield held
             held = piece
@@ -238,9 +216,9 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
         expected = check.checksum_value
         if expected is None:  # declared in x-amz-trailer: it must have come, well-formed, under that name
             expected = decoder.trailers.get(f"x-amz-checksum-{name}") if decoder is not None else None
-            if expected is None or not _well_formed(name, expected):
+            if expected is None or not well_formed(name, expected):
                 raise malformed_trailer()
-        computed = base64.b64encode(summer.digest()).decode()  # type: ignore[attr-defined]
+        computed = base64.b64encode(summer.digest()).decode()
         if expected is not None and expected != computed:
             raise S3Error("BadDigest", f"The {name.upper()} you specified did not match the calculated checksum.")
         check.checksums[name] = computed

@@ -27,6 +27,7 @@ from cache.s3.model import (
     ListPage,
     NewObject,
     ObjectMeta,
+    SentChecksums,
     WriteConditions,
 )
 from cache.storage.base import Body, DelegatedMultipart, OpenObject, Origin, UnderStore
@@ -272,10 +273,11 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             await self.invalidate(bucket, key)
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
         try:
-            return await self.origin.complete_upload(bucket, key, upload_id, parts, conditions)
+            return await self.origin.complete_upload(bucket, key, upload_id, parts, conditions, checksums)
         finally:
             await self.invalidate(bucket, key)
 
