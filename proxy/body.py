@@ -128,8 +128,8 @@ def sent_checksums(check: BodyCheck) -> BodyChecksums:
     return BodyChecksums(check.checksums, check.checksum_algorithm if check.checksum_value is None else None)
 
 
-def _algorithm_of(request: Request) -> tuple[str | None, str | None]:
-    for name in ALGORITHMS:
+def _algorithm_of(request: Request, headers: bool = True) -> tuple[str | None, str | None]:
+    for name in ALGORITHMS if headers else ():
         value = request.headers.get(f"x-amz-checksum-{name}")
         if value is not None:
             if not well_formed(name, value):  # unreadable, not mismatched: S3 says InvalidRequest, not BadDigest
@@ -153,8 +153,10 @@ def _is_aws_chunked(request: Request) -> bool:
     return request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
 
 
-def body_check(request: Request) -> BodyCheck:
-    """Read and validate the headers that describe a body, before any of it is read."""
+def body_check(request: Request, checksum_headers: bool = True) -> BodyCheck:
+    """Read and validate the headers that describe a body, before any of it is read. checksum_headers=False: the
+    request's x-amz-checksum-* headers are not of its body (CompleteMultipartUpload's are the object's); a
+    checksum in a trailer still is."""
     check = BodyCheck()
     md5 = request.headers.get("content-md5")
     if md5 is not None:
@@ -167,7 +169,7 @@ def body_check(request: Request) -> BodyCheck:
     sha = request.headers.get("x-amz-content-sha256", "")
     if len(sha) == 64:
         check.payload_sha256 = sha.lower()
-    check.checksum_algorithm, check.checksum_value = _algorithm_of(request)
+    check.checksum_algorithm, check.checksum_value = _algorithm_of(request, checksum_headers)
     length_header = request.headers.get("x-amz-decoded-content-length") if _is_aws_chunked(request) \
         else request.headers.get("content-length")
     if length_header is not None:
@@ -226,11 +228,11 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
         yield held
 
 
-async def read_xml_body(request: Request, limit_bytes: int = MAX_XML_BODY_BYTES) -> bytes:
+async def read_xml_body(request: Request, limit_bytes: int = MAX_XML_BODY_BYTES, checksum_headers: bool = True) -> bytes:
     """A whole (small) XML request body, decoded and checked; refused past limit_bytes."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in decoded_body(request, body_check(request)):
+    async for chunk in decoded_body(request, body_check(request, checksum_headers)):
         size += len(chunk)
         if size > limit_bytes:
             raise S3Error("MalformedXML", f"The XML body is larger than {limit_bytes} bytes")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
-from cache.s3.checksums import FULL_OBJECT, header_name
+from cache.s3.checksums import header_name, type_of
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import (
     MAX_TAG_KEY_CHARS,
@@ -160,11 +160,11 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
 
 
 def checksum_headers(meta: ObjectMeta) -> dict[str, str]:
-    """An object's checksum as a read in checksum mode answers it, with its type: the one its multipart upload
-    made it (COMPOSITE or FULL_OBJECT), else FULL_OBJECT, a checksum of its bytes."""
+    """An object's checksum as a read in checksum mode answers it, with its type where it is known."""
     headers = {header_name(name): value for name, value in meta.checksums.items()}
-    if headers:
-        headers["x-amz-checksum-type"] = meta.checksum_type or FULL_OBJECT
+    checksum_type = type_of(meta.checksums, meta.checksum_type, meta.etag)
+    if checksum_type:
+        headers["x-amz-checksum-type"] = checksum_type
     return headers
 
 

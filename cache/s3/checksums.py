@@ -19,7 +19,7 @@ from typing import Protocol
 from awscrt import checksums as crt
 
 from cache.s3.errors import S3Error
-from cache.s3.model import BodyChecksums, PartInfo, SentChecksums
+from cache.s3.model import BodyChecksums, PartInfo, SentChecksums, multipart_etag_parts
 
 COMPOSITE = "COMPOSITE"
 FULL_OBJECT = "FULL_OBJECT"
@@ -196,6 +196,18 @@ def completed_checksum(upload_id: str, algorithm: str | None, checksum_type: str
         if not same(value, whole):
             raise S3Error("BadDigest", f"The {name.upper()} you specified did not match the calculated checksum.")
     return {algorithm: value}
+
+
+def type_of(checksums: dict[str, str], checksum_type: str | None, etag: str) -> str | None:
+    """The checksum type an object's checksums are answered with: the one it was made with; else what the object
+    says: FULL_OBJECT for an object not uploaded in parts (a checksum of its bytes), COMPOSITE for a multipart one
+    whose algorithms S3 keeps only as composite (SHA1, SHA256); None when that is not known or there is none."""
+    if checksum_type or not checksums:
+        return checksum_type
+    if multipart_etag_parts(etag) is None:
+        return FULL_OBJECT
+    return COMPOSITE if all(ALGORITHMS[name].types == (COMPOSITE,) for name in checksums if name in ALGORITHMS) \
+        else None
 
 
 def same(stored: str, sent: str) -> bool:

@@ -30,6 +30,12 @@ MIN_PART_SIZE_BYTES = 5 << 20
 MAX_PART_NUMBER = 10000
 
 
+def multipart_etag_parts(etag: str) -> int | None:
+    """The part count a multipart object's ETag ("<md5>-<parts>") names; None for any other ETag."""
+    _, dash, count = etag.strip('"').rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() and len(count) <= 5 else None
+
+
 @dataclass(frozen=True)
 class BucketInfo:
     name: str

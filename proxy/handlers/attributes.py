@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cache.s3.checksums import FULL_OBJECT
 from cache.s3.errors import invalid_argument
-from cache.s3.model import MAX_PART_NUMBER, ObjectMeta
+from cache.s3.model import MAX_PART_NUMBER, ObjectMeta, multipart_etag_parts
 from proxy.context import Context
-from proxy.handlers.multipart import MAX_LISTED, bounded_int, checksum_xml
+from proxy.handlers.multipart import MAX_LISTED, bounded_int, checksum_xml, object_checksum_xml
 from proxy.headers import check_version_id
 from proxy.http import Request, Response
 from proxy.xml import document, http_time, tag
@@ -28,9 +27,7 @@ def _asked(request: Request) -> set[str]:
 
 
 def _checksum(meta: ObjectMeta) -> str:
-    if not meta.checksums:
-        return ""
-    return f"<Checksum>{checksum_xml(meta.checksums)}{tag('ChecksumType', meta.checksum_type or FULL_OBJECT)}</Checksum>"
+    return f"<Checksum>{object_checksum_xml(meta)}</Checksum>" if meta.checksums else ""
 
 
 # the attributes read from the object's metadata alone, each as its XML
@@ -42,16 +39,10 @@ _SIMPLE: dict[str, Callable[[ObjectMeta], str]] = {
 }
 
 
-def _etag_parts(etag: str) -> int | None:
-    """The part count a multipart ETag ("<md5>-<parts>") names: what an origin's HEAD tells of the parts."""
-    _, dash, count = etag.rpartition("-")
-    return int(count) if dash and count.isascii() and count.isdigit() and len(count) <= 5 else None
-
-
 async def _object_parts(ctx: Context, request: Request, meta: ObjectMeta) -> str:
     """ObjectParts of a multipart object, paged by x-amz-max-parts and x-amz-part-number-marker; nothing for an
     object not uploaded in parts, as S3 answers it."""
-    count = meta.parts_count or _etag_parts(meta.etag)
+    count = meta.parts_count or multipart_etag_parts(meta.etag)
     if count is None:
         return ""
     max_parts = bounded_int(request.headers.get("x-amz-max-parts", str(MAX_LISTED)), "x-amz-max-parts", MAX_LISTED)

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from xml.etree.ElementTree import Element
 
-from cache.s3.checksums import ALGORITHMS, element_name, header_name, upload_checksum, well_formed
+from cache.s3.checksums import ALGORITHMS, element_name, header_name, type_of, upload_checksum, well_formed
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import MAX_PART_NUMBER, ObjectMeta, SentChecksums
 from proxy.body import body_check, decoded_body, read_xml_body, sent_checksums
@@ -94,7 +94,7 @@ async def upload_part_copy(ctx: Context, request: Request) -> Response:
 
 
 async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
-    root = parse(await read_xml_body(request), "CompleteMultipartUpload")
+    root = parse(await read_xml_body(request, checksum_headers=False), "CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
     sent = _complete_checksums(request)
     for element in root.findall("Part"):
@@ -112,7 +112,7 @@ async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
     return Response.xml(document(
         "CompleteMultipartUploadResult", tag("Location", f"/{request.bucket}/{request.key}"),
         tag("Bucket", request.bucket), tag("Key", request.key), tag("ETag", f'"{meta.etag}"'),
-        _object_checksum_xml(meta)))
+        object_checksum_xml(meta)))
 
 
 def _part_checksums(element: Element) -> dict[str, str]:
@@ -134,10 +134,11 @@ def _complete_checksums(request: Request) -> SentChecksums:
     return SentChecksums({}, whole, request.headers.get("x-amz-checksum-type"))
 
 
-def _object_checksum_xml(meta: ObjectMeta) -> str:
-    if not meta.checksums:
-        return ""
-    return checksum_xml(meta.checksums) + tag("ChecksumType", meta.checksum_type or "FULL_OBJECT")
+def object_checksum_xml(meta: ObjectMeta) -> str:
+    """An object's checksums and their type (where known) as CompleteMultipartUpload and GetObjectAttributes
+    answer them."""
+    checksum_type = type_of(meta.checksums, meta.checksum_type, meta.etag)
+    return checksum_xml(meta.checksums) + (tag("ChecksumType", checksum_type) if checksum_type else "")
 
 
 async def abort_multipart_upload(ctx: Context, request: Request) -> Response:

@@ -11,10 +11,11 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from email.header import decode_header
+from typing import Any
 from urllib.parse import unquote_plus, urlencode
 from xml.etree.ElementTree import Element
 
-from cache.s3.checksums import ALGORITHMS, element_name, header_name
+from cache.s3.checksums import ALGORITHMS, COMPOSITE, element_name, header_name, type_of
 from cache.s3.errors import S3Error
 from cache.s3.model import (
     STORED_HEADERS,
@@ -23,6 +24,7 @@ from cache.s3.model import (
     NewObject,
     ObjectMeta,
     WriteConditions,
+    multipart_etag_parts,
 )
 from cache.s3.xml import S3_NS, http_date, tag, tag_pairs
 from cache.storage.base import Body
@@ -50,9 +52,21 @@ def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
         user_metadata={name[11:]: metadata_from_header(value) for name, value in headers.items()
                        if name.startswith("x-amz-meta-")},
         tag_count=int(headers.get("x-amz-tagging-count", "0")),
-        checksums=checksums_of(headers),
-        checksum_type=headers.get("x-amz-checksum-type") if checksums_of(headers) else None,
+        **_checksums(headers),
     )
+
+
+def _checksums(headers: Mapping[str, str]) -> dict[str, Any]:
+    """An origin's checksums of an object and their type, as S3 answers them: a composite checksum ends in -N (an
+    origin that leaves it out of a HEAD, as moto does, has it added from the part count of the ETag), and a type
+    the origin does not name is the one the object implies (cache.s3.checksums.type_of)."""
+    etag = headers.get("etag", "")
+    checksums = checksums_of(headers)
+    checksum_type = type_of(checksums, headers.get("x-amz-checksum-type") if checksums else None, etag)
+    count = multipart_etag_parts(etag)
+    if checksum_type == COMPOSITE and count is not None:
+        checksums = {name: value if "-" in value else f"{value}-{count}" for name, value in checksums.items()}
+    return {"checksums": checksums, "checksum_type": checksum_type}
 
 
 def checksums_of(headers: Mapping[str, str]) -> dict[str, str]:
