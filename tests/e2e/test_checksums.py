@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import uuid
 import zlib
@@ -24,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from rig.processes import Worker
 from tests.conftest import make_client
+from tests.e2e.test_awscli import aws
 
 MIB = 1 << 20
 PARTS = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(MIB + 123)]
@@ -301,3 +303,24 @@ def test_s3fs_round_trips_a_checksummed_multipart_object(fs_sha256: Any, s3v: An
     assert fs_sha256.cat_file(f"{bucket}/boto.bin") == data
     assert fs_sha256.cat_file(f"{bucket}/boto.bin", start=5 * MIB - 10, end=5 * MIB + 10) == data[5 * MIB - 10:
                                                                                                  5 * MIB + 10]
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "SHA256"])
+def test_the_aws_cli_round_trips_a_checksummed_multipart_object(worker: Worker, bucket: str, tmp_path: Path,
+                                                                 algorithm: str) -> None:
+    """`aws s3 cp --checksum-algorithm` up in 8 MiB parts (awscli's threshold and part size), and down again in
+    checksum mode; s3api's head-object and get-object-attributes show the composite checksum."""
+    data = os.urandom(9 * MIB + 12345)
+    source, target = tmp_path / "up.bin", tmp_path / "down.bin"
+    source.write_bytes(data)
+    aws(worker, "s3", "cp", str(source), f"s3://{bucket}/cli.bin", "--checksum-algorithm", algorithm)
+    value = expected(algorithm, "COMPOSITE", [data[:8 * MIB], data[8 * MIB:]])
+    head = json.loads(aws(worker, "s3api", "head-object", "--bucket", bucket, "--key", "cli.bin",
+                          "--checksum-mode", "ENABLED").stdout)
+    assert (head[f"Checksum{algorithm}"], head["ChecksumType"], head["ETag"][-3:]) == (value, "COMPOSITE", '-2"')
+    attributes = json.loads(aws(worker, "s3api", "get-object-attributes", "--bucket", bucket, "--key", "cli.bin",
+                                "--object-attributes", "Checksum", "ObjectSize", "ObjectParts").stdout)
+    assert attributes["Checksum"] == {f"Checksum{algorithm}": value, "ChecksumType": "COMPOSITE"}
+    assert (attributes["ObjectSize"], attributes["ObjectParts"]["TotalPartsCount"]) == (len(data), 2)
+    aws(worker, "s3", "cp", f"s3://{bucket}/cli.bin", str(target), "--checksum-mode", "ENABLED")
+    assert target.read_bytes() == data
