@@ -12,30 +12,23 @@ import hashlib
 import json
 import os
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from awscrt import checksums as crt
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from rig.processes import Worker
 from tests.conftest import make_client
 from tests.e2e.test_awscli import aws
+from tests.unit.cache.s3.test_checksums import REFERENCE
 
 MIB = 1 << 20
 PARTS = [os.urandom(5 * MIB), os.urandom(5 * MIB), os.urandom(MIB + 123)]
-RAW = {
-    "CRC32": lambda data: zlib.crc32(data).to_bytes(4, "big"),
-    "CRC32C": lambda data: crt.crc32c(data).to_bytes(4, "big"),
-    "CRC64NVME": lambda data: crt.crc64nvme(data).to_bytes(8, "big"),
-    "SHA1": lambda data: hashlib.sha1(data).digest(),
-    "SHA256": lambda data: hashlib.sha256(data).digest(),
-}
+RAW = {name.upper(): raw for name, raw in REFERENCE.items()}  # as boto3 names the algorithms
 # every algorithm with every checksum type S3 allows it, the default first
 PAIRS = [("CRC32", "COMPOSITE"), ("CRC32", "FULL_OBJECT"), ("CRC32C", "COMPOSITE"), ("CRC32C", "FULL_OBJECT"),
          ("CRC64NVME", "FULL_OBJECT"), ("SHA1", "COMPOSITE"), ("SHA256", "COMPOSITE")]
