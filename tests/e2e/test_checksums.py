@@ -317,3 +317,17 @@ def test_the_aws_cli_round_trips_a_checksummed_multipart_object(worker: Worker, 
     assert (attributes["ObjectSize"], attributes["ObjectParts"]["TotalPartsCount"]) == (len(data), 2)
     aws(worker, "s3", "cp", f"s3://{bucket}/cli.bin", str(target), "--checksum-mode", "ENABLED")
     assert target.read_bytes() == data
+
+
+@pytest.mark.not_on_origin(reason="moto's CopyObject keeps the source's checksum as it is, composite included")
+def test_a_copy_keeps_a_checksum_of_the_bytes_but_not_a_composite_one(s3v: Any, bucket: str) -> None:
+    for algorithm, checksum_type in (("CRC32", "FULL_OBJECT"), ("SHA256", "COMPOSITE")):
+        upload_id, done = _upload(s3v, bucket, f"src-{algorithm}", algorithm, checksum_type, PARTS[1:])
+        s3v.complete_multipart_upload(Bucket=bucket, Key=f"src-{algorithm}", UploadId=upload_id,
+                                      MultipartUpload={"Parts": done})
+        s3v.copy_object(Bucket=bucket, Key=f"copy-{algorithm}", CopySource={"Bucket": bucket, "Key": f"src-{algorithm}"})
+    full = s3v.head_object(Bucket=bucket, Key="copy-CRC32", ChecksumMode="ENABLED")
+    assert (full["ChecksumCRC32"], full["ChecksumType"]) == (of("CRC32", b"".join(PARTS[1:])), "FULL_OBJECT")
+    composite = s3v.head_object(Bucket=bucket, Key="copy-SHA256", ChecksumMode="ENABLED")
+    assert not [name for name in composite if name.startswith("Checksum")]  # the copy is one part: no -2 of parts
+    assert s3v.get_object(Bucket=bucket, Key="copy-SHA256")["Body"].read() == b"".join(PARTS[1:])
