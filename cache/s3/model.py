@@ -177,3 +177,5 @@ class UploadInfo:
     upload_id: str
     initiated: float
     initiator: str
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None

@@ -233,7 +233,7 @@ class Namespace:
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         m = self.mount(bucket)
         uploads: list[UploadInfo] = await m.store.list_uploads(m.target)
-        return [UploadInfo(m.unkey(u.key), u.upload_id, u.initiated, u.initiator) for u in uploads
+        return [replace(u, key=m.unkey(u.key)) for u in uploads
                 if u.key.startswith(m.prefix)]
 
 

@@ -8,7 +8,7 @@ from xml.etree.ElementTree import Element
 
 from cache.s3.checksums import ALGORITHMS, element_name, header_name, type_of, upload_checksum, well_formed
 from cache.s3.errors import S3Error, invalid_argument
-from cache.s3.model import MAX_PART_NUMBER, ObjectMeta, SentChecksums
+from cache.s3.model import MAX_PART_NUMBER, ObjectMeta, PartListing, SentChecksums, UploadInfo
 from proxy.body import body_check, decoded_body, read_xml_body, sent_checksums
 from proxy.conditions import check_preconditions
 from proxy.context import OWNER_ID, Context
@@ -141,6 +141,12 @@ def object_checksum_xml(meta: ObjectMeta) -> str:
     return checksum_xml(meta.checksums) + (tag("ChecksumType", checksum_type) if checksum_type else "")
 
 
+def _upload_checksum_xml(upload: UploadInfo | PartListing) -> str:
+    """An upload's ChecksumAlgorithm and ChecksumType, as ListParts and ListMultipartUploads show them."""
+    return (tag("ChecksumAlgorithm", upload.checksum_algorithm.upper()) if upload.checksum_algorithm else "") + \
+        (tag("ChecksumType", upload.checksum_type) if upload.checksum_type else "")
+
+
 async def abort_multipart_upload(ctx: Context, request: Request) -> Response:
     await ctx.store.abort_upload(request.bucket, request.key, request.query["uploadId"])
     return Response(204)
@@ -170,10 +176,7 @@ async def list_parts(ctx: Context, request: Request) -> Response:
             _initiator(request.user), owner_xml(), tag("StorageClass", "STANDARD"),
             tag("PartNumberMarker", marker), tag("MaxParts", max_parts),
             tag("IsTruncated", "true" if truncated else "false")]
-    if listing.checksum_algorithm:
-        body.append(tag("ChecksumAlgorithm", listing.checksum_algorithm.upper()))
-    if listing.checksum_type:
-        body.append(tag("ChecksumType", listing.checksum_type))
+    body.append(_upload_checksum_xml(listing))
     if shown:
         body.append(tag("NextPartNumberMarker", shown[-1].number))
     body += [f"<Part>{tag('PartNumber', p.number)}{tag('LastModified', iso_time(p.last_modified))}"
@@ -197,6 +200,7 @@ async def list_multipart_uploads(ctx: Context, request: Request) -> Response:
         body += [tag("NextKeyMarker", shown[-1].key), tag("NextUploadIdMarker", shown[-1].upload_id)]
     body += [f"<Upload>{tag('Key', u.key)}{tag('UploadId', u.upload_id)}{_initiator(u.initiator)}"
              f"<Owner>{tag('ID', OWNER_ID)}{tag('DisplayName', OWNER_ID)}</Owner>"
-             f"{tag('StorageClass', 'STANDARD')}{tag('Initiated', iso_time(u.initiated))}</Upload>"
+             f"{tag('StorageClass', 'STANDARD')}{tag('Initiated', iso_time(u.initiated))}{_upload_checksum_xml(u)}"
+             "</Upload>"
              for u in shown]
     return Response.xml(document("ListMultipartUploadsResult", *body))

@@ -85,6 +85,9 @@ def test_a_multipart_upload_with_each_checksum(s3v: Any, bucket: str, algorithm:
     key = f"mp-{algorithm}-{checksum_type}"
     upload_id, done = _upload(s3v, bucket, key, algorithm, checksum_type, PARTS)
     value = expected(algorithm, checksum_type, PARTS)
+    uploads = s3v.list_multipart_uploads(Bucket=bucket, Prefix=key)["Uploads"]
+    assert [(u["UploadId"], u["ChecksumAlgorithm"], u["ChecksumType"]) for u in uploads] == \
+        [(upload_id, algorithm, checksum_type)]
     completed = s3v.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
                                               MultipartUpload={"Parts": done})
     assert (completed[f"Checksum{algorithm}"], completed["ChecksumType"]) == (value, checksum_type)

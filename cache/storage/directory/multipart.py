@@ -364,5 +364,6 @@ class Uploads:
                     continue
                 record = read_sidecar(Path(entry.path) / "upload.json")
                 if record is not None:
-                    uploads.append(UploadInfo(record["key"], entry.name, record["initiated"], record["initiator"]))
+                    uploads.append(UploadInfo(record["key"], entry.name, record["initiated"], record["initiator"],
+                                              record.get("checksum_algorithm"), record.get("checksum_type")))
         return sorted(uploads, key=lambda u: (u.key, u.initiated))

@@ -240,5 +240,6 @@ class Uploads:
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         root = _answer((await self.store.request("GET", bucket, query={"uploads": ""})).content)
         return [UploadInfo(u.findtext("Key") or "", u.findtext("UploadId") or "",
-                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "")
+                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "",
+                           (u.findtext("ChecksumAlgorithm") or "").lower() or None, u.findtext("ChecksumType") or None)
                 for u in root.iter("Upload")]
