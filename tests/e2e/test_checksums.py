@@ -241,6 +241,18 @@ def test_upload_part_copy_answers_the_parts_checksum(s3v: Any, bucket: str) -> N
     assert head["ChecksumCRC32C"] == expected("CRC32C", "COMPOSITE", [PARTS[0], b"end"])
 
 
+def test_get_object_attributes_of_a_multipart_object_without_a_checksum_counts_its_parts_only(
+        s3: Any, bucket: str) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="plain")["UploadId"]
+    done = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=bucket, Key="plain", UploadId=upload_id, PartNumber=n,
+                                                     Body=data)["ETag"]} for n, data in enumerate(PARTS[1:], 1)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="plain", UploadId=upload_id, MultipartUpload={"Parts": done})
+    attributes = s3.get_object_attributes(Bucket=bucket, Key="plain", ObjectAttributes=["ObjectParts", "Checksum"])
+    assert "Checksum" not in attributes
+    parts = attributes["ObjectParts"]
+    assert (parts["TotalPartsCount"], parts["IsTruncated"], "Parts" in parts) == (2, False, False)
+
+
 def test_get_object_attributes_of_a_single_part_object(s3v: Any, bucket: str) -> None:
     put = s3v.put_object(Bucket=bucket, Key="single", Body=b"one part", ChecksumAlgorithm="SHA256")
     attributes = s3v.get_object_attributes(Bucket=bucket, Key="single", ObjectAttributes=[
