@@ -64,7 +64,8 @@ async def _object_parts(ctx: Context, request: Request, meta: ObjectMeta) -> str
 async def get_object_attributes(ctx: Context, request: Request) -> Response:
     check_version_id(request)
     asked = _asked(request)
-    meta = await ctx.store.head_object(request.bucket, request.key, checksums="Checksum" in asked)
+    # ObjectParts too: whether the object has a checksum says whether its parts are listed
+    meta = await ctx.store.head_object(request.bucket, request.key, checksums=bool(asked & {"Checksum", "ObjectParts"}))
     body = [render(meta) for name, render in _SIMPLE.items() if name in asked]
     if "ObjectParts" in asked:
         body.append(await _object_parts(ctx, request, meta))

@@ -9,9 +9,9 @@ first send is still in flight). A record without a file name is of a part staged
 The completed object's sidecar records its part count and each part's size (``part_sizes``), which part reads
 (GetObject ?partNumber=) serve by. An upload created with a checksum algorithm keeps each part's checksum in it
 (computed as the part is written) in the part's record; Complete makes the object's from them and records them in
-order (``part_checksums``) for GetObjectAttributes. A completed upload leaves ``completed.json`` (its key, its part list, its
-ETag) in place of the rest for COMPLETED_KEEP_S, so a Complete retried after a lost answer is 200 with the same
-ETag, as S3 answers it.
+order (``part_checksums``) for GetObjectAttributes. A completed upload leaves ``completed.json`` (its key, its
+part list, its ETag, its checksum) in place of the rest for COMPLETED_KEEP_S, so a Complete retried after a lost
+answer is 200 with the same ETag, as S3 answers it.
 State lives on disk only, so an upload survives a restart and any process serving the directory can
 continue it.
 """

@@ -222,18 +222,22 @@ class Uploads:
             marker = root.findtext("NextPartNumberMarker") or str(parts[-1].number)
 
     async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
-        """The origin's GetObjectAttributes ObjectParts, every page of it."""
+        """The origin's GetObjectAttributes ObjectParts, every page of it; [] from an origin without the call."""
         parts: list[PartInfo] = []
         marker = "0"
         while True:
-            root = _answer((await self.store.request("GET", bucket, key, query={"attributes": ""}, headers={
-                "x-amz-object-attributes": "ObjectParts", "x-amz-part-number-marker": marker})).content)
-            page = root.find("ObjectParts")
-            if page is None:
-                return parts
-            parts += [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0), "", 0.0,
-                               checksum_elements(p)) for p in page.iter("Part")]
-            if (page.findtext("IsTruncated") or "false") != "true" or not parts:
+            try:
+                answer = await self.store.request("GET", bucket, key, query={"attributes": ""}, headers={
+                    "x-amz-object-attributes": "ObjectParts", "x-amz-part-number-marker": marker})
+            except S3Error as error:
+                if error.code != "NotImplemented":
+                    raise
+                return []
+            page = _answer(answer.content).find("ObjectParts")
+            listed = [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0), "", 0.0,
+                               checksum_elements(p)) for p in page.iter("Part")] if page is not None else []
+            parts += listed
+            if page is None or not listed or (page.findtext("IsTruncated") or "false") != "true":
                 return parts
             marker = page.findtext("NextPartNumberMarker") or str(parts[-1].number)
 
