@@ -12,13 +12,12 @@ import base64
 import binascii
 import hashlib
 import re
-import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from awscrt import checksums as crt
-
+from cache.s3.checksums import ALGORITHMS, well_formed
 from cache.s3.errors import S3Error
+from cache.s3.model import BodyChecksums
 from proxy.chunksig import TRAILER_SIGNATURE, ChunkChain
 from proxy.http import MAX_SINGLE_PUT_BYTES, Request
 from proxy.xml import MAX_XML_BODY_BYTES
@@ -26,35 +25,6 @@ from proxy.xml import MAX_XML_BODY_BYTES
 _MAX_CHUNK_HEADER_BYTES = 4096
 _HEX_RE = re.compile(rb"[0-9a-fA-F]+")
 _CHUNK_SIGNATURE = b"chunk-signature="
-
-
-class _Crc:
-    def __init__(self, fn: Callable[[bytes, int], int], width_bytes: int) -> None:
-        self.fn, self.width, self.value = fn, width_bytes, 0
-
-    def update(self, data: bytes) -> None:
-        self.value = self.fn(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(self.width, "big")
-
-
-CHECKSUMS: dict[str, Callable[[], object]] = {
-    "crc32": lambda: _Crc(lambda d, v: zlib.crc32(d, v), 4),
-    "crc32c": lambda: _Crc(crt.crc32c, 4),
-    "crc64nvme": lambda: _Crc(crt.crc64nvme, 8),
-    "sha1": hashlib.sha1,
-    "sha256": hashlib.sha256,
-}
-CHECKSUM_BYTES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
-
-
-def _well_formed(name: str, value: str) -> bool:
-    """A checksum value S3 can compare at all: base64 of exactly the algorithm's digest size."""
-    try:
-        return len(base64.b64decode(value, validate=True)) == CHECKSUM_BYTES[name]
-    except (binascii.Error, ValueError):
-        return False
 
 
 def malformed_trailer() -> S3Error:
@@ -179,21 +149,29 @@ class BodyCheck:
     chain: ChunkChain | None = None  # a verified signed aws-chunked body's signature chain
 
 
-def _algorithm_of(request: Request) -> tuple[str | None, str | None]:
-    for name in CHECKSUMS:
+def sent_checksums(check: BodyCheck) -> BodyChecksums:
+    """The checksum a client sends with a body, as a store passes it on: a value known up front (a header) at
+    once, one in a trailer by its algorithm, its value in check.checksums once the body has ended."""
+    if check.checksum_algorithm and check.checksum_value is not None:
+        check.checksums[check.checksum_algorithm] = check.checksum_value
+    return BodyChecksums(check.checksums, check.checksum_algorithm if check.checksum_value is None else None)
+
+
+def _algorithm_of(request: Request, headers: bool = True) -> tuple[str | None, str | None]:
+    for name in ALGORITHMS if headers else ():
         value = request.headers.get(f"x-amz-checksum-{name}")
         if value is not None:
-            if not _well_formed(name, value):  # unreadable, not mismatched: S3 says InvalidRequest, not BadDigest
+            if not well_formed(name, value):  # unreadable, not mismatched: S3 says InvalidRequest, not BadDigest
                 raise S3Error("InvalidRequest", f"Value for x-amz-checksum-{name} header is invalid.")
             return name, value
     trailer = request.headers.get("x-amz-trailer", "").strip().lower()
     if trailer.startswith("x-amz-checksum-"):
         name = trailer[len("x-amz-checksum-"):]
-        if name in CHECKSUMS:
+        if name in ALGORITHMS:
             return name, None
         raise S3Error("InvalidRequest", f"Unsupported trailer {trailer}")
     declared = request.headers.get("x-amz-sdk-checksum-algorithm", "").strip().lower()
-    if declared and declared not in CHECKSUMS:
+    if declared and declared not in ALGORITHMS:
         raise S3Error("InvalidRequest", f"Unsupported checksum algorithm {declared}")
     return None, None
 
@@ -204,8 +182,10 @@ def _is_aws_chunked(request: Request) -> bool:
     return request.headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
 
 
-def body_check(request: Request) -> BodyCheck:
-    """Read and validate the headers that describe a body, before any of it is read."""
+def body_check(request: Request, checksum_headers: bool = True) -> BodyCheck:
+    """Read and validate the headers that describe a body, before any of it is read. checksum_headers=False: the
+    request's x-amz-checksum-* headers are not of its body (CompleteMultipartUpload's are the object's); a
+    checksum in a trailer still is."""
     check = BodyCheck(chain=request.chain)
     md5 = request.headers.get("content-md5")
     if md5 is not None:
@@ -218,7 +198,7 @@ def body_check(request: Request) -> BodyCheck:
     sha = request.headers.get("x-amz-content-sha256", "")
     if len(sha) == 64:
         check.payload_sha256 = sha.lower()
-    check.checksum_algorithm, check.checksum_value = _algorithm_of(request)
+    check.checksum_algorithm, check.checksum_value = _algorithm_of(request, checksum_headers)
     length_header = request.headers.get("x-amz-decoded-content-length") if _is_aws_chunked(request) \
         else request.headers.get("content-length")
     if length_header is not None:
@@ -237,7 +217,7 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
     decoder = AwsChunkedDecoder(check.chain) if _is_aws_chunked(request) else None
     md5 = hashlib.md5() if check.content_md5 is not None else None
     sha = hashlib.sha256() if check.payload_sha256 is not None else None
-    summer = CHECKSUMS[check.checksum_algorithm]() if check.checksum_algorithm else None
+    summer = ALGORITHMS[check.checksum_algorithm].new() if check.checksum_algorithm else None
     size = 0
     held: bytes | None = None  # the last piece is held back until every check has passed
     async for raw in request.body():
@@ -250,7 +230,7 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
                 raise S3Error("EntityTooLarge")
             for hasher in (md5, sha, summer):
                 if hasher is not None:
-                    hasher.update(piece)  # type: ignore[attr-defined]
+                    hasher.update(piece)
             if held is not None:
                 yield held
             held = piece
@@ -267,9 +247,9 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
         expected = check.checksum_value
         if expected is None:  # declared in x-amz-trailer: it must have come, well-formed, under that name
             expected = decoder.trailers.get(f"x-amz-checksum-{name}") if decoder is not None else None
-            if expected is None or not _well_formed(name, expected):
+            if expected is None or not well_formed(name, expected):
                 raise malformed_trailer()
-        computed = base64.b64encode(summer.digest()).decode()  # type: ignore[attr-defined]
+        computed = base64.b64encode(summer.digest()).decode()
         if expected is not None and expected != computed:
             raise S3Error("BadDigest", f"The {name.upper()} you specified did not match the calculated checksum.")
         check.checksums[name] = computed
@@ -277,11 +257,11 @@ async def decoded_body(request: Request, check: BodyCheck) -> AsyncIterator[byte
         yield held
 
 
-async def read_xml_body(request: Request, limit_bytes: int = MAX_XML_BODY_BYTES) -> bytes:
+async def read_xml_body(request: Request, limit_bytes: int = MAX_XML_BODY_BYTES, checksum_headers: bool = True) -> bytes:
     """A whole (small) XML request body, decoded and checked; refused past limit_bytes."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in decoded_body(request, body_check(request)):
+    async for chunk in decoded_body(request, body_check(request, checksum_headers)):
         size += len(chunk)
         if size > limit_bytes:
             raise S3Error("MalformedXML", f"The XML body is larger than {limit_bytes} bytes")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, unquote
 
+from cache.s3.checksums import header_name, type_of
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import (
     MAX_TAG_KEY_CHARS,
@@ -155,6 +156,15 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
         headers[_META_PREFIX + name] = metadata_header_value(value)
     if meta.tag_count:
         headers["x-amz-tagging-count"] = str(meta.tag_count)
+    return headers
+
+
+def checksum_headers(meta: ObjectMeta) -> dict[str, str]:
+    """An object's checksum as a read in checksum mode answers it, with its type where it is known."""
+    headers = {header_name(name): value for name, value in meta.checksums.items()}
+    checksum_type = type_of(meta.checksums, meta.checksum_type, meta.etag)
+    if checksum_type:
+        headers["x-amz-checksum-type"] = checksum_type
     return headers
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from cache.s3.errors import S3Error
 from proxy.context import Context
-from proxy.handlers import acl, buckets, listings, multipart, objects, tagging
+from proxy.handlers import acl, attributes, buckets, listings, multipart, objects, tagging
 from proxy.headers import COPY_SOURCE
 from proxy.http import Request, Response
 
@@ -118,16 +118,17 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("PutObjectTagging", ("PUT", "object", "tagging"), tagging.put_object_tagging, "tagging"),
     Operation("DeleteObjectTagging", ("DELETE", "object", "tagging"), tagging.delete_object_tagging, "tagging"),
     Operation("GetObjectAcl", ("GET", "object", "acl"), acl.get_object_acl, "acl"),
+    Operation("GetObjectAttributes", ("GET", "object", "attributes"), attributes.get_object_attributes, "read"),
     Operation("PutObjectAcl", ("PUT", "object", "acl"), acl.put_object_acl, "acl"),
 )
 BY_ROUTE: dict[tuple[str, str, str], Operation] = {operation.route: operation for operation in OPERATIONS}  # dispatch
 BY_NAME: dict[str, Operation] = {operation.name: operation for operation in OPERATIONS}
 
-# Sub-resources s3cache answers only a call or two of (the configuration probes, ACLs): one of them is the
-# request's only selector, or the request is 501 (``?acl&uploadId=`` is not an UploadPart).
+# Sub-resources s3cache answers only a call or two of (the configuration probes, ACLs, GetObjectAttributes): one of
+# them is the request's only selector, or the request is 501 (``?acl&uploadId=`` is not an UploadPart).
 EXCLUSIVE = frozenset({
-    "acl", "cors", "encryption", "lifecycle", "ownershipControls", "policy", "publicAccessBlock", "replication",
-    "website",
+    "acl", "attributes", "cors", "encryption", "lifecycle", "ownershipControls", "policy", "publicAccessBlock",
+    "replication", "website",
 })
 # Query keywords that select an operation, in the order they decide ("uploadId" wins over "tagging").
 SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions", "location", "versioning",
@@ -136,7 +137,7 @@ SELECTORS = ("uploadId", "uploads", "tagging", "delete", "list-type", "versions"
 # S3 sub-resources s3cache does not serve: asking for one is 501, never a silent wrong answer. partNumber is
 # served by GetObject and HeadObject (a part read) and UploadPart (ListParts takes it too); 501 anywhere else.
 UNSUPPORTED = frozenset({
-    "accelerate", "analytics", "attributes", "intelligent-tiering", "inventory", "legal-hold", "logging",
+    "accelerate", "analytics", "intelligent-tiering", "inventory", "legal-hold", "logging",
     "metadataTable", "metrics", "notification", "object-lock", "partNumber", "policyStatus", "requestPayment",
     "restore", "retention", "select", "session", "torrent", "renameObject",
 })

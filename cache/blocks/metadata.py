@@ -27,18 +27,14 @@ from cache.s3.model import (
     ListPage,
     NewObject,
     ObjectMeta,
+    SentChecksums,
     WriteConditions,
+    multipart_etag_parts,
 )
 from cache.storage.base import Body, DelegatedMultipart, OpenObject, Origin, UnderStore
 
 _META_ENTRIES = 100_000
 _LIST_ENTRIES = 1_000
-
-
-def _etag_parts(etag: str) -> int | None:
-    """The parts count a multipart ETag ("<md5>-<parts>") names, None for any other ETag."""
-    _, dash, count = etag.rpartition("-")
-    return int(count) if dash and count.isascii() and count.isdigit() and len(count) <= 5 else None
 
 
 class CachedObject:
@@ -144,7 +140,7 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         multipart one ("<md5>-<parts>") is its own part 1, as S3 answers, and a part past the count an ETag
         names is 416 InvalidPartNumber, neither asking the origin."""
         meta = await self.head_object(bucket, key)
-        counted = _etag_parts(meta.etag)
+        counted = multipart_etag_parts(meta.etag)
         if counted is None:
             if number != 1:
                 raise S3Error("InvalidPartNumber")
@@ -272,10 +268,11 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             await self.invalidate(bucket, key)
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
         try:
-            return await self.origin.complete_upload(bucket, key, upload_id, parts, conditions)
+            return await self.origin.complete_upload(bucket, key, upload_id, parts, conditions, checksums)
         finally:
             await self.invalidate(bucket, key)
 

@@ -30,6 +30,12 @@ MIN_PART_SIZE_BYTES = 5 << 20
 MAX_PART_NUMBER = 10000
 
 
+def multipart_etag_parts(etag: str) -> int | None:
+    """The part count a multipart object's ETag ("<md5>-<parts>") names; None for any other ETag."""
+    _, dash, count = etag.strip('"').rpartition("-")
+    return int(count) if dash and count.isascii() and count.isdigit() and len(count) <= 5 else None
+
+
 @dataclass(frozen=True)
 class BucketInfo:
     name: str
@@ -48,6 +54,9 @@ class ObjectMeta:
     user_metadata: dict[str, str] = field(default_factory=dict)  # without the x-amz-meta- prefix
     tags: dict[str, str] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)  # e.g. {"crc32": "base64..."}: whole-object only
+    # COMPOSITE or FULL_OBJECT: how a multipart object's checksum was made (None: the object's own bytes, the
+    # checksum of a single-part upload)
+    checksum_type: str | None = None
     parts_count: int | None = None
     tag_count: int = 0  # x-amz-tagging-count: known without the tags themselves (an origin's HEAD)
     # False when learned from a ranged GET (a cold read's one origin request): S3 sends no whole-object
@@ -96,6 +105,28 @@ class NewObject:
     # A checksum algorithm whose value arrives after the body (an aws-chunked trailer); it is in checksums once the
     # body has been read to its end. An S3 origin is sent the value the same way.
     trailing_checksum: str | None = None
+    # A multipart upload's checksum (CreateMultipartUpload's x-amz-checksum-algorithm, lower-case, and -type)
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+
+
+@dataclass(frozen=True)
+class BodyChecksums:
+    """The checksum a client sent with a body (an UploadPart's): values known before the body, or the algorithm of
+    one in a trailer, whose value is in values once the body has been read to its end."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    trailing: str | None = None
+
+
+@dataclass(frozen=True)
+class SentChecksums:
+    """The checksums a CompleteMultipartUpload names: per part (number -> algorithm -> value, from the part list)
+    and of the whole object (its x-amz-checksum-* headers, and x-amz-checksum-type)."""
+
+    parts: dict[int, dict[str, str]] = field(default_factory=dict)
+    whole: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +159,16 @@ class PartInfo:
     size: int
     etag: str
     last_modified: float
+    checksums: dict[str, str] = field(default_factory=dict)  # the part's own, in the upload's algorithm
+
+
+@dataclass(frozen=True)
+class PartListing:
+    """An upload's parts (ListParts), with the checksum algorithm and type it was created with."""
+
+    parts: list[PartInfo]
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,3 +177,5 @@ class UploadInfo:
     upload_id: str
     initiated: float
     initiator: str
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None

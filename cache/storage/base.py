@@ -12,11 +12,14 @@ from typing import Protocol
 
 from cache.s3.errors import S3Error
 from cache.s3.model import (
+    BodyChecksums,
     BucketInfo,
     ListPage,
     NewObject,
     ObjectMeta,
     PartInfo,
+    PartListing,
+    SentChecksums,
     UploadInfo,
     WriteConditions,
 )
@@ -46,18 +49,30 @@ class Multipart(Protocol):
 
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str: ...
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
-    ) -> PartInfo: ...
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None,
+        checksums: BodyChecksums | None = None,
+    ) -> PartInfo:
+        """checksums: what the client sent with the part (already checked against its bytes as they stream); the
+        part's checksum in the upload's algorithm is in the answer."""
+        ...
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str,
         start: int, end: int,
     ) -> PartInfo: ...
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
-    ) -> ObjectMeta: ...
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
+    ) -> ObjectMeta:
+        """checksums: the ones the request names, each checked (InvalidPart for a part's, BadDigest for the
+        object's); the object's checksum and type are in the answer."""
+        ...
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]: ...
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing: ...
     async def list_uploads(self, bucket: str) -> list[UploadInfo]: ...
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        """The parts of a completed multipart object (size and checksums; GetObjectAttributes' ObjectParts), in
+        order; [] when they are not known (an object not uploaded in parts, or an origin that does not say)."""
+        ...
 
 
 class DelegatedMultipart:
@@ -69,9 +84,10 @@ class DelegatedMultipart:
         return await self._uploads.create_upload(bucket, key, new, initiator)
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None,
+        checksums: BodyChecksums | None = None,
     ) -> PartInfo:
-        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size)
+        return await self._uploads.upload_part(bucket, key, upload_id, number, body, size, checksums)
 
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
@@ -79,18 +95,22 @@ class DelegatedMultipart:
         return await self._uploads.upload_part_copy(bucket, key, upload_id, number, src_bucket, src_key, start, end)
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
-        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions)
+        return await self._uploads.complete_upload(bucket, key, upload_id, parts, conditions, checksums)
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self._uploads.abort_upload(bucket, key, upload_id)
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing:
         return await self._uploads.list_parts(bucket, key, upload_id)
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         return await self._uploads.list_uploads(bucket)
+
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        return await self._uploads.object_parts(bucket, key)
 
 
 class UnderStore(Multipart, Protocol):

@@ -15,12 +15,15 @@ from typing import Literal
 
 from cache.s3.errors import S3Error, no_such_bucket
 from cache.s3.model import (
+    BodyChecksums,
     BucketInfo,
     ListEntry,
     ListPage,
     NewObject,
     ObjectMeta,
     PartInfo,
+    PartListing,
+    SentChecksums,
     UploadInfo,
     WriteConditions,
 )
@@ -185,10 +188,11 @@ class Namespace:
         return str(await m.store.create_upload(m.target, m.key(key), new, initiator))
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None,
+        checksums: BodyChecksums | None = None,
     ) -> PartInfo:
         m = self.mount(bucket)
-        part: PartInfo = await m.store.upload_part(m.target, m.key(key), upload_id, number, body, size=size)
+        part: PartInfo = await m.store.upload_part(m.target, m.key(key), upload_id, number, body, size, checksums)
         return part
 
     async def upload_part_copy(
@@ -206,23 +210,30 @@ class Namespace:
         return copied
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
         m = self.mount(bucket)
-        return self._unmeta(m, await m.store.complete_upload(m.target, m.key(key), upload_id, parts, conditions))
+        return self._unmeta(m, await m.store.complete_upload(m.target, m.key(key), upload_id, parts, conditions,
+                                                             checksums))
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         m = self.mount(bucket)
         await m.store.abort_upload(m.target, m.key(key), upload_id)
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing:
         m = self.mount(bucket)
-        return list(await m.store.list_parts(m.target, m.key(key), upload_id))
+        listing: PartListing = await m.store.list_parts(m.target, m.key(key), upload_id)
+        return listing
+
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        m = self.mount(bucket)
+        return list(await m.store.object_parts(m.target, m.key(key)))
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         m = self.mount(bucket)
         uploads: list[UploadInfo] = await m.store.list_uploads(m.target)
-        return [UploadInfo(m.unkey(u.key), u.upload_id, u.initiated, u.initiator) for u in uploads
+        return [replace(u, key=m.unkey(u.key)) for u in uploads
                 if u.key.startswith(m.prefix)]
 
 

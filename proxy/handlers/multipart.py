@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from xml.etree.ElementTree import Element
 
+from cache.s3.checksums import ALGORITHMS, element_name, header_name, type_of, upload_checksum, well_formed
 from cache.s3.errors import S3Error, invalid_argument
-from cache.s3.model import MAX_PART_NUMBER
-from proxy.body import body_check, decoded_body, read_xml_body
+from cache.s3.model import MAX_PART_NUMBER, ObjectMeta, PartListing, SentChecksums, UploadInfo
+from proxy.body import body_check, decoded_body, read_xml_body, sent_checksums
 from proxy.conditions import check_preconditions
 from proxy.context import OWNER_ID, Context
 from proxy.handlers.buckets import owner_xml
@@ -41,19 +44,30 @@ def _initiator(user: str | None) -> str:
     return f"<Initiator>{tag('ID', name)}{tag('DisplayName', name)}</Initiator>"
 
 
+def checksum_xml(checksums: dict[str, str]) -> str:
+    """Checksums as S3's XML carries them: ChecksumCRC32, ChecksumSHA256... elements."""
+    return "".join(tag(element_name(name), value) for name, value in checksums.items())
+
+
 async def create_multipart_upload(ctx: Context, request: Request) -> Response:
-    upload_id = await ctx.store.create_upload(request.bucket, request.key, new_object(request), request.user or "")
-    return Response.xml(document("InitiateMultipartUploadResult", tag("Bucket", request.bucket),
-                                 tag("Key", request.key), tag("UploadId", upload_id)))
+    algorithm, checksum_type = upload_checksum(request.headers.get("x-amz-checksum-algorithm"),
+                                               request.headers.get("x-amz-checksum-type"))
+    new = replace(new_object(request), checksum_algorithm=algorithm, checksum_type=checksum_type)
+    upload_id = await ctx.store.create_upload(request.bucket, request.key, new, request.user or "")
+    response = Response.xml(document("InitiateMultipartUploadResult", tag("Bucket", request.bucket),
+                                     tag("Key", request.key), tag("UploadId", upload_id)))
+    if algorithm:
+        response.headers.update({"x-amz-checksum-algorithm": algorithm.upper(), "x-amz-checksum-type": checksum_type or ""})
+    return response
 
 
 async def upload_part(ctx: Context, request: Request) -> Response:
     number = _part_number(request)
     check = body_check(request)
     part = await ctx.store.upload_part(request.bucket, request.key, request.query["uploadId"], number,
-                                       decoded_body(request, check), size=check.expected_length)
+                                       decoded_body(request, check), check.expected_length, sent_checksums(check))
     headers = {"etag": f'"{part.etag}"'}
-    headers.update({f"x-amz-checksum-{name}": value for name, value in check.checksums.items()})
+    headers.update({header_name(name): value for name, value in {**check.checksums, **part.checksums}.items()})
     return Response(200, headers)
 
 
@@ -76,12 +90,13 @@ async def upload_part_copy(ctx: Context, request: Request) -> Response:
     part = await ctx.store.upload_part_copy(request.bucket, request.key, request.query["uploadId"], number,
                                             src_bucket, src_key, start, end)
     return Response.xml(document("CopyPartResult", tag("LastModified", iso_time(part.last_modified)),
-                                 tag("ETag", f'"{part.etag}"')))
+                                 tag("ETag", f'"{part.etag}"'), checksum_xml(part.checksums)))
 
 
 async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
-    root = parse(await read_xml_body(request), "CompleteMultipartUpload")
+    root = parse(await read_xml_body(request, checksum_headers=False), "CompleteMultipartUpload")
     parts: list[tuple[int, str]] = []
+    sent = _complete_checksums(request)
     for element in root.findall("Part"):
         text, etag = element.findtext("PartNumber"), element.findtext("ETag")
         number = _number(text.strip()) if text is not None else None
@@ -91,11 +106,45 @@ async def complete_multipart_upload(ctx: Context, request: Request) -> Response:
             raise invalid_argument(f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
                                    "partNumber", text.strip())
         parts.append((number, etag.strip()))
+        sent.parts[number] = _part_checksums(element)
     meta = await ctx.store.complete_upload(request.bucket, request.key, request.query["uploadId"], parts,
-                                           write_conditions(request))
+                                           write_conditions(request), sent)
     return Response.xml(document(
         "CompleteMultipartUploadResult", tag("Location", f"/{request.bucket}/{request.key}"),
-        tag("Bucket", request.bucket), tag("Key", request.key), tag("ETag", f'"{meta.etag}"')))
+        tag("Bucket", request.bucket), tag("Key", request.key), tag("ETag", f'"{meta.etag}"'),
+        object_checksum_xml(meta)))
+
+
+def _part_checksums(element: Element) -> dict[str, str]:
+    """The checksums a Complete's Part names (ChecksumCRC32...), each well-formed (else InvalidRequest)."""
+    named = {name: (element.findtext(element_name(name)) or "").strip() for name in ALGORITHMS
+             if element.find(element_name(name)) is not None}
+    for name, value in named.items():
+        if not well_formed(name, value):
+            raise S3Error("InvalidRequest", f"Value for {element_name(name)} is invalid.")
+    return named
+
+
+def _complete_checksums(request: Request) -> SentChecksums:
+    """A Complete's x-amz-checksum-<algorithm> (of the whole object; a composite one may end in -N) and -type."""
+    whole = {name: value.strip() for name in ALGORITHMS if (value := request.headers.get(header_name(name)))}
+    for name, value in whole.items():
+        if not well_formed(name, value.rsplit("-", 1)[0] if "-" in value else value):
+            raise S3Error("InvalidRequest", f"Value for {header_name(name)} header is invalid.")
+    return SentChecksums({}, whole, request.headers.get("x-amz-checksum-type"))
+
+
+def object_checksum_xml(meta: ObjectMeta) -> str:
+    """An object's checksums and their type (where known) as CompleteMultipartUpload and GetObjectAttributes
+    answer them."""
+    checksum_type = type_of(meta.checksums, meta.checksum_type, meta.etag)
+    return checksum_xml(meta.checksums) + (tag("ChecksumType", checksum_type) if checksum_type else "")
+
+
+def _upload_checksum_xml(upload: UploadInfo | PartListing) -> str:
+    """An upload's ChecksumAlgorithm and ChecksumType, as ListParts and ListMultipartUploads show them."""
+    return (tag("ChecksumAlgorithm", upload.checksum_algorithm.upper()) if upload.checksum_algorithm else "") + \
+        (tag("ChecksumType", upload.checksum_type) if upload.checksum_type else "")
 
 
 async def abort_multipart_upload(ctx: Context, request: Request) -> Response:
@@ -103,12 +152,16 @@ async def abort_multipart_upload(ctx: Context, request: Request) -> Response:
     return Response(204)
 
 
-def _bounded_int(request: Request, name: str, default: int) -> int:
-    raw = request.query.get(name, str(default))
+def bounded_int(raw: str, name: str, default: int) -> int:
+    """A count or marker of a paged answer: ASCII digits (else InvalidArgument naming it), at most default."""
     number = _number(raw)
     if number is None:
         raise invalid_argument(f"Provided {name} not an integer or within integer range", name, raw)
     return min(number, default)
+
+
+def _bounded_int(request: Request, name: str, default: int) -> int:
+    return bounded_int(request.query.get(name, str(default)), name, default)
 
 
 async def list_parts(ctx: Context, request: Request) -> Response:
@@ -116,16 +169,19 @@ async def list_parts(ctx: Context, request: Request) -> Response:
     max_parts = _bounded_int(request, "max-parts", MAX_LISTED)
     marker = _bounded_int(request, "part-number-marker", MAX_PART_NUMBER) if "part-number-marker" in \
         request.query else 0
-    parts = [p for p in await ctx.store.list_parts(request.bucket, request.key, upload_id) if p.number > marker]
+    listing = await ctx.store.list_parts(request.bucket, request.key, upload_id)
+    parts = [p for p in listing.parts if p.number > marker]
     shown, truncated = parts[:max_parts], len(parts) > max_parts
     body = [tag("Bucket", request.bucket), tag("Key", request.key), tag("UploadId", upload_id),
             _initiator(request.user), owner_xml(), tag("StorageClass", "STANDARD"),
             tag("PartNumberMarker", marker), tag("MaxParts", max_parts),
             tag("IsTruncated", "true" if truncated else "false")]
+    body.append(_upload_checksum_xml(listing))
     if shown:
         body.append(tag("NextPartNumberMarker", shown[-1].number))
     body += [f"<Part>{tag('PartNumber', p.number)}{tag('LastModified', iso_time(p.last_modified))}"
-             f"{tag('ETag', chr(34) + p.etag + chr(34))}{tag('Size', p.size)}</Part>" for p in shown]
+             f"{tag('ETag', chr(34) + p.etag + chr(34))}{tag('Size', p.size)}{checksum_xml(p.checksums)}</Part>"
+             for p in shown]
     return Response.xml(document("ListPartsResult", *body))
 
 
@@ -144,6 +200,7 @@ async def list_multipart_uploads(ctx: Context, request: Request) -> Response:
         body += [tag("NextKeyMarker", shown[-1].key), tag("NextUploadIdMarker", shown[-1].upload_id)]
     body += [f"<Upload>{tag('Key', u.key)}{tag('UploadId', u.upload_id)}{_initiator(u.initiator)}"
              f"<Owner>{tag('ID', OWNER_ID)}{tag('DisplayName', OWNER_ID)}</Owner>"
-             f"{tag('StorageClass', 'STANDARD')}{tag('Initiated', iso_time(u.initiated))}</Upload>"
+             f"{tag('StorageClass', 'STANDARD')}{tag('Initiated', iso_time(u.initiated))}{_upload_checksum_xml(u)}"
+             "</Upload>"
              for u in shown]
     return Response.xml(document("ListMultipartUploadsResult", *body))

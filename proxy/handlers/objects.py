@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import NewObject, ObjectMeta
-from proxy.body import body_check, decoded_body, read_xml_body
+from proxy.body import body_check, decoded_body, read_xml_body, sent_checksums
 from proxy.conditions import check_preconditions, parse_range, part_number, range_start
 from proxy.context import Context
 from proxy.headers import (
     apply_response_overrides,
     check_acl_headers,
     check_version_id,
+    checksum_headers,
     copy_source,
     new_object,
     object_headers,
@@ -30,7 +31,7 @@ MAX_DELETE_KEYS = 1000
 def _checksum_headers(request: Request, meta: ObjectMeta) -> dict[str, str]:
     if request.headers.get("x-amz-checksum-mode", "").upper() != "ENABLED":
         return {}
-    return {f"x-amz-checksum-{name}": value for name, value in meta.checksums.items()}
+    return checksum_headers(meta)
 
 
 async def _with_checksums(ctx: Context, request: Request, meta: ObjectMeta) -> ObjectMeta:
@@ -120,10 +121,8 @@ async def get_object(ctx: Context, request: Request) -> Response:
 async def put_object(ctx: Context, request: Request) -> Response:
     new = new_object(request)
     check = body_check(request)
-    if check.checksum_algorithm and check.checksum_value is not None:  # known up front: an origin gets it as a header
-        check.checksums[check.checksum_algorithm] = check.checksum_value
-    trailing = check.checksum_algorithm if check.checksum_value is None else None
-    new = NewObject(new.headers, new.user_metadata, new.tags, check.checksums, trailing)  # filled as the body ends
+    sent = sent_checksums(check)
+    new = NewObject(new.headers, new.user_metadata, new.tags, sent.values, sent.trailing)  # filled as the body ends
     meta = await ctx.store.put_object(request.bucket, request.key, decoded_body(request, check), new,
                                       write_conditions(request), size=check.expected_length)
     headers = {"etag": f'"{meta.etag}"'}

@@ -1,4 +1,5 @@
-"""Every worker of a cluster answers HEAD and GET with the same S3 headers, whichever of them asked the origin.
+"""Every worker of a cluster answers HEAD and GET with the same S3 headers, whichever of them asked the origin or
+took the write.
 
 One worker learns an object's metadata with a HEAD at the origin and shares it through Redis; the others
 answer from the shared copy. Nothing may be lost on the way, checksums (x-amz-checksum-mode: ENABLED) and
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import make_client
+from tests.e2e.test_checksums import expected
 from tests.e2e.test_cluster import IDS, Origin, Rig, make_rig, s3_client
 from tests.e2e.test_cluster import origin as origin  # the module-scoped moto origin, as in test_cluster
 
@@ -65,6 +68,15 @@ def test_every_worker_answers_with_the_origins_s3_headers(rig: Rig) -> None:
     # moto echoes x-amz-checksum-algorithm (a CreateMultipartUpload request header) on the multipart object's HEAD;
     # AWS sends no such response header, and s3cache does not take it for a checksum.
     assert expected[multi].pop("x-amz-checksum-algorithm", "SHA256") == "SHA256"
+    # Where moto's HEAD differs from S3's, s3cache answers as S3 does: a checksum has a type (moto's HEAD names none
+    # for an upload created without x-amz-checksum-type), and a composite one ends in -<parts> (moto's HEAD leaves it
+    # out).
+    assert "x-amz-checksum-type" not in expected[single]
+    expected[single]["x-amz-checksum-type"] = "FULL_OBJECT"
+    assert "x-amz-checksum-type" not in expected[multi]
+    expected[multi]["x-amz-checksum-type"] = "COMPOSITE"  # a multipart SHA256 checksum is composite: S3 names it
+    assert not expected[multi]["x-amz-checksum-sha256"].endswith("-2")
+    expected[multi]["x-amz-checksum-sha256"] += "-2"
     # What moto itself answers, checked so that the comparisons below are about something:
     assert expected[single]["x-amz-checksum-sha256"] == at_origin[single]["ChecksumSHA256"]
     assert (expected[single]["x-amz-meta-colour"], expected[single]["content-type"]) == ("blue", "text/x-test")
@@ -84,9 +96,7 @@ def test_every_worker_answers_with_the_origins_s3_headers(rig: Rig) -> None:
             if key == single:
                 assert get["Body"].read() == b"checksummed body"  # botocore checks it against x-amz-checksum-sha256
             else:
-                # moto's HEAD gives the composite checksum of a multipart object without the "-2" its GET adds, so
-                # botocore would take it for the whole body's: the body is not read here.
-                get["Body"].close()
+                assert get["Body"].read()[-len(LAST_PART):] == LAST_PART  # a composite checksum: no body check
             seen[wid] = {"HEAD": s3_headers(head), "GET": s3_headers(get)}
         assert seen == {wid: {"HEAD": expected[key], "GET": expected[key]} for wid in IDS}, \
             f"{key}\n{rig.diagnostics()}"
@@ -101,3 +111,36 @@ def test_every_worker_answers_with_the_origins_s3_headers(rig: Rig) -> None:
     for name, record in records.items():
         key = name.split("/", 1)[1].rstrip("}")
         assert record["checksums"] == {"sha256": expected[key]["x-amz-checksum-sha256"]}, record
+        assert record["checksum_type"] == expected[key]["x-amz-checksum-type"], record
+
+
+@pytest.mark.parametrize(("algorithm", "checksum_type"), [("CRC64NVME", "FULL_OBJECT"), ("SHA1", "COMPOSITE")])
+def test_a_checksummed_multipart_upload_through_one_worker_is_answered_alike_by_every_worker(
+        rig: Rig, algorithm: str, checksum_type: str) -> None:
+    """Created, uploaded and completed through w0; every worker answers its checksum from the shared metadata."""
+    writer = make_client(rig.url("w0"), response_checksum_validation="when_supported")
+    key = f"through-{algorithm}-{uuid.uuid4().hex[:8]}"
+    parts = [os.urandom(5 * MiB), LAST_PART]
+    upload = writer.create_multipart_upload(Bucket=rig.bucket, Key=key, ChecksumAlgorithm=algorithm)
+    done = []
+    for number, data in enumerate(parts, 1):
+        part = writer.upload_part(Bucket=rig.bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number,
+                                  Body=data, ChecksumAlgorithm=algorithm)
+        done.append({"PartNumber": number, "ETag": part["ETag"], f"Checksum{algorithm}": part[f"Checksum{algorithm}"]})
+    completed = writer.complete_multipart_upload(Bucket=rig.bucket, Key=key, UploadId=upload["UploadId"],
+                                                 MultipartUpload={"Parts": done})
+    value = expected(algorithm, checksum_type, parts)
+    assert (completed[f"Checksum{algorithm}"], completed["ChecksumType"]) == (value, checksum_type)
+
+    for wid in IDS:
+        s3 = make_client(rig.url(wid), response_checksum_validation="when_supported")
+        head = s3.head_object(Bucket=rig.bucket, Key=key, ChecksumMode="ENABLED")
+        get = s3.get_object(Bucket=rig.bucket, Key=key, ChecksumMode="ENABLED")
+        assert get["Body"].read() == b"".join(parts)  # botocore checks a full-object checksum as it reads
+        attributes = s3.get_object_attributes(Bucket=rig.bucket, Key=key, ObjectAttributes=["Checksum", "ETag"])
+        assert [(r[f"Checksum{algorithm}"], r["ChecksumType"]) for r in (head, get)] == [(value, checksum_type)] * 2, \
+            f"{wid}\n{rig.diagnostics()}"
+        assert attributes["Checksum"] == {f"Checksum{algorithm}": value, "ChecksumType": checksum_type}
+        assert attributes["ETag"] == completed["ETag"].strip('"')
+    record = json.loads(rig.redis.client().get(f"s3cache:meta:{{{rig.bucket}/{key}}}") or "{}")
+    assert (record["checksums"], record["checksum_type"]) == ({algorithm.lower(): value}, checksum_type), record

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.fileio import pread
+from cache.s3.checksums import Summer
 from cache.s3.errors import S3Error
 from cache.s3.model import NewObject, ObjectMeta
 from cache.s3.names import RESERVED_DIR
@@ -186,6 +187,7 @@ def meta_from_record(key: str, record: dict[str, Any], st: os.stat_result) -> Ob
         tags=record.get("tags", {}),
         tag_count=len(record.get("tags", {})),
         checksums=record.get("checksums", {}),
+        checksum_type=record.get("checksum_type"),
         parts_count=record.get("parts"),
     )
 
@@ -194,6 +196,8 @@ def record_for(etag: str, new: NewObject, parts: int | None = None) -> dict[str,
     record: dict[str, Any] = {"etag": etag, "headers": new.headers, "user": new.user_metadata, "tags": new.tags}
     if new.checksums:
         record["checksums"] = new.checksums
+    if new.checksum_type:
+        record["checksum_type"] = new.checksum_type
     if parts:
         record["parts"] = parts
     return record
@@ -208,12 +212,14 @@ def file_md5(path: Path) -> str:
 
 
 class HashingWriter:
-    """Writes a stream to a temp file off the event loop, computing its MD5 on the way."""
+    """Writes a stream to a temp file off the event loop, computing its MD5 on the way (and another checksum, when
+    given one: a multipart part's in its upload's algorithm)."""
 
-    def __init__(self, path: Path, fsync: bool) -> None:
+    def __init__(self, path: Path, fsync: bool, checksum: Summer | None = None) -> None:
         self.path = path
         self.fsync = fsync
         self.md5 = hashlib.md5()
+        self.checksum = checksum
         self.size = 0
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._pending: list[bytes] = []
@@ -221,6 +227,8 @@ class HashingWriter:
 
     def _write(self, data: bytes) -> None:
         self.md5.update(data)
+        if self.checksum is not None:
+            self.checksum.update(data)
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)

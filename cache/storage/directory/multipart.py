@@ -7,9 +7,11 @@ part, its bytes and its ETag together, whatever the order they started in (a cli
 first send is still in flight). A record without a file name is of a part staged as ``part-NNNNN``.
 
 The completed object's sidecar records its part count and each part's size (``part_sizes``), which part reads
-(GetObject ?partNumber=) serve by. A completed upload leaves ``completed.json`` (its key, its part list, its
-ETag) in place of the rest for COMPLETED_KEEP_S, so a Complete retried after a lost answer is 200 with the same
-ETag, as S3 answers it.
+(GetObject ?partNumber=) serve by. An upload created with a checksum algorithm keeps each part's checksum in it
+(computed as the part is written) in the part's record; Complete makes the object's from them and records them in
+order (``part_checksums``) for GetObjectAttributes. A completed upload leaves ``completed.json`` (its key, its
+part list, its ETag, its checksum) in place of the rest for COMPLETED_KEEP_S, so a Complete retried after a lost
+answer is 200 with the same ETag, as S3 answers it.
 State lives on disk only, so an upload survives a restart and any process serving the directory can
 continue it.
 """
@@ -17,6 +19,7 @@ continue it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -27,12 +30,16 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from cache.s3.checksums import ALGORITHMS, completed_checksum, part_algorithm
 from cache.s3.errors import S3Error
 from cache.s3.model import (
     MIN_PART_SIZE_BYTES,
+    BodyChecksums,
     NewObject,
     ObjectMeta,
     PartInfo,
+    PartListing,
+    SentChecksums,
     UploadInfo,
     WriteConditions,
 )
@@ -116,6 +123,11 @@ def _concatenate(paths: list[Path], target: Path, fsync: bool) -> None:
             os.fsync(out.fileno())
 
 
+def _writer(paths: BucketPaths, fsync: bool, algorithm: str | None) -> HashingWriter:
+    """A part's writer, which computes the part's checksum in the upload's algorithm too (S3 keeps one per part)."""
+    return HashingWriter(paths.new_tmp(), fsync, ALGORITHMS[algorithm].new() if algorithm in ALGORITHMS else None)
+
+
 class UploadHost(Protocol):
     """What multipart needs of the store it serves: its buckets, its placement and condition checks, its commit."""
 
@@ -124,6 +136,7 @@ class UploadHost(Protocol):
     def existing_bucket(self, bucket: str) -> BucketPaths: ...
     def check_placeable(self, paths: BucketPaths, key: str) -> None: ...
     async def open_object(self, bucket: str, key: str) -> OpenObject: ...
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta: ...
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None: ...
     def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta: ...
 
@@ -161,15 +174,17 @@ class Uploads:
         record = {
             "key": key, "initiated": time.time(), "initiator": initiator,
             "headers": new.headers, "user": new.user_metadata, "tags": new.tags,
+            "checksum_algorithm": new.checksum_algorithm, "checksum_type": new.checksum_type,
         }
         _write_record(directory, UPLOAD_RECORD, record, directory / f"{UPLOAD_RECORD}.tmp")
         return upload_id
 
     async def _store_part(self, paths: BucketPaths, directory: Path, upload_id: str, number: int,
-                          writer: HashingWriter) -> PartInfo:
+                          writer: HashingWriter, algorithm: str | None) -> PartInfo:
         """Make a written part the part: its bytes under a name of its own, then its record naming them, in one
         rename (the last to finish wins, bytes and ETag together); the bytes it replaces are removed."""
         etag = await writer.finish()
+        checksum = base64.b64encode(writer.checksum.digest()).decode() if writer.checksum is not None else None
         name = f"part-{number:05d}"
         data = f"{name}.{writer.path.name}"  # the temp file's name is unique: so is this
         try:
@@ -179,24 +194,26 @@ class Uploads:
         previous = read_sidecar(directory / f"{name}.json")
         now = time.time()
         try:
-            _write_record(directory, f"{name}.json", {"etag": etag, "size": writer.size, "time": now, "file": data},
-                          paths.new_tmp())
+            _write_record(directory, f"{name}.json", {"etag": etag, "size": writer.size, "time": now, "file": data,
+                                                      "checksum": checksum}, paths.new_tmp())
         except FileNotFoundError:
             remove_quietly(directory / data)
             raise _no_such_upload(upload_id) from None
         if previous is not None:  # never the file just named: each file is named by one record only
             remove_quietly(directory / str(previous.get("file", name)))
-        return PartInfo(number, writer.size, etag, now)
+        return PartInfo(number, writer.size, etag, now, {algorithm: checksum} if algorithm and checksum else {})
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None,
+        checksums: BodyChecksums | None = None,
     ) -> PartInfo:
-        paths, directory, _ = self._upload_dir(bucket, key, upload_id)
-        writer = HashingWriter(paths.new_tmp(), self.store.fsync)
+        paths, directory, record = self._upload_dir(bucket, key, upload_id)
+        algorithm = part_algorithm(record.get("checksum_algorithm"), checksums)
+        writer = _writer(paths, self.store.fsync, algorithm)
         try:
             async for chunk in body:
                 await writer.feed(chunk)
-            return await self._store_part(paths, directory, upload_id, number, writer)
+            return await self._store_part(paths, directory, upload_id, number, writer, algorithm)
         except BaseException:
             writer.discard()
             raise
@@ -205,13 +222,14 @@ class Uploads:
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str,
         start: int, end: int,
     ) -> PartInfo:
-        paths, directory, _ = self._upload_dir(bucket, key, upload_id)
+        paths, directory, record = self._upload_dir(bucket, key, upload_id)
         source = await self.store.open_object(src_bucket, src_key)
-        writer = HashingWriter(paths.new_tmp(), self.store.fsync)
+        algorithm = record.get("checksum_algorithm")
+        writer = _writer(paths, self.store.fsync, algorithm)
         try:
             async for chunk in source.iter_range(start, end, 4 << 20):
                 await writer.feed(chunk)
-            return await self._store_part(paths, directory, upload_id, number, writer)
+            return await self._store_part(paths, directory, upload_id, number, writer, algorithm)
         except BaseException:
             writer.discard()
             raise
@@ -219,7 +237,7 @@ class Uploads:
             source.close()
 
     @staticmethod
-    def _parts(directory: Path) -> dict[int, tuple[PartInfo, Path]]:
+    def _parts(directory: Path, algorithm: str | None) -> dict[int, tuple[PartInfo, Path]]:
         """The parts of an upload by number, each with the file holding its bytes."""
         parts = {}
         for entry in os.scandir(directory):
@@ -227,13 +245,30 @@ class Uploads:
                 info = read_sidecar(Path(entry.path))
                 if info is not None:
                     number = int(entry.name[5:10])
-                    part = PartInfo(number, int(info["size"]), str(info["etag"]), float(info["time"]))
+                    checksum = info.get("checksum")
+                    part = PartInfo(number, int(info["size"]), str(info["etag"]), float(info["time"]),
+                                    {algorithm: str(checksum)} if algorithm and checksum else {})
                     parts[number] = (part, directory / str(info.get("file", entry.name[:10])))
         return parts
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
-        _, directory, _ = self._upload_dir(bucket, key, upload_id)
-        return [part for part, _ in sorted(self._parts(directory).values(), key=lambda p: p[0].number)]
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing:
+        _, directory, record = self._upload_dir(bucket, key, upload_id)
+        algorithm = record.get("checksum_algorithm")
+        parts = [part for part, _ in sorted(self._parts(directory, algorithm).values(), key=lambda p: p[0].number)]
+        return PartListing(parts, algorithm, record.get("checksum_type"))
+
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        """From the sidecar Complete wrote, when it is of the object there now (its ETag and part count)."""
+        meta = await self.store.head_object(bucket, key)
+        record = read_sidecar(self.store.existing_bucket(bucket).meta_str(meta.key))
+        sizes = record.get("part_sizes") if record is not None else None
+        if record is None or record.get("etag") != meta.etag or not isinstance(sizes, list) \
+                or len(sizes) != meta.parts_count:
+            return []
+        checksums = record.get("part_checksums") or [None] * len(sizes)
+        algorithm = next(iter(meta.checksums), None)
+        return [PartInfo(number, int(size), "", 0.0, {algorithm: str(checksum)} if algorithm and checksum else {})
+                for number, (size, checksum) in enumerate(zip(sizes, checksums, strict=False), 1)]
 
     @staticmethod
     def _completed(directory: Path, key: str, upload_id: str, parts: list[tuple[int, str]]) -> ObjectMeta | None:
@@ -245,11 +280,12 @@ class Uploads:
         if done.get("key") != key or done.get("parts") != _part_list(parts):
             raise _no_such_upload(upload_id)
         return ObjectMeta(key=key, size=int(done["size"]), etag=str(done["etag"]), last_modified=float(done["time"]),
-                          parts_count=len(parts))
+                          parts_count=len(parts), checksums=done.get("checksums", {}),
+                          checksum_type=done.get("checksum_type"))
 
     async def complete_upload(
         self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]],
-        conditions: WriteConditions,
+        conditions: WriteConditions, checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
         _, directory = self._upload_path(bucket, upload_id)
         repeated = self._completed(directory, key, upload_id, parts)
@@ -261,9 +297,10 @@ class Uploads:
         numbers = [number for number, _ in parts]
         if numbers != sorted(numbers) or len(set(numbers)) != len(numbers):
             raise S3Error("InvalidPartOrder", extra={"UploadId": upload_id})
-        stored = self._parts(directory)
+        algorithm, checksum_type = record.get("checksum_algorithm"), record.get("checksum_type")
+        stored = self._parts(directory, algorithm)
         digest = hashlib.md5()
-        files, sizes, size = [], [], 0
+        files, sizes, size, named = [], [], 0, []
         for index, (number, etag) in enumerate(parts):
             part, file = stored.get(number, (None, None))
             if part is None or file is None or etag.strip().strip('"') != part.etag:
@@ -274,9 +311,11 @@ class Uploads:
                                                        "MinSizeAllowed": str(MIN_PART_SIZE_BYTES),
                                                        "PartNumber": str(number), "ETag": part.etag})
             digest.update(bytes.fromhex(part.etag))
+            named.append(part)
             files.append(file)
             sizes.append(part.size)
             size += part.size
+        object_checksums = completed_checksum(upload_id, algorithm, checksum_type, named, checksums or SentChecksums())
         await self.store.check_conditions(bucket, key, conditions)
         tmp = paths.new_tmp()
         try:
@@ -294,11 +333,15 @@ class Uploads:
             remove_quietly(tmp)
             raise
         etag = f"{digest.hexdigest()}-{len(parts)}"
-        new = NewObject(record.get("headers", {}), record.get("user", {}), record.get("tags", {}))
+        new = NewObject(record.get("headers", {}), record.get("user", {}), record.get("tags", {}), object_checksums,
+                        checksum_type=checksum_type if object_checksums else None)
         record = record_for(etag, new, len(parts))
         record["part_sizes"] = sizes  # each part's size, in order: where each part lies, for part reads
+        if algorithm:
+            record["part_checksums"] = [part.checksums.get(algorithm) for part in named]
         meta = self.store.commit(bucket, paths, key, tmp, record)
-        done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified}
+        done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified,
+                "checksums": meta.checksums, "checksum_type": meta.checksum_type}
         _write_record(directory, COMPLETED_RECORD, done, paths.new_tmp())
         await asyncio.to_thread(_retire, directory)
         now = time.time()
@@ -321,5 +364,6 @@ class Uploads:
                     continue
                 record = read_sidecar(Path(entry.path) / "upload.json")
                 if record is not None:
-                    uploads.append(UploadInfo(record["key"], entry.name, record["initiated"], record["initiator"]))
+                    uploads.append(UploadInfo(record["key"], entry.name, record["initiated"], record["initiator"],
+                                              record.get("checksum_algorithm"), record.get("checksum_type")))
         return sorted(uploads, key=lambda u: (u.key, u.initiated))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.fileio import pread
+from cache.s3.checksums import FULL_OBJECT, type_of
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
     BucketInfo,
@@ -332,8 +333,9 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         paths = self.existing_bucket(bucket)
         self.check_placeable(paths, key)
         src = source.meta
-        if new is None:
-            new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=src.checksums)
+        if new is None:  # a checksum of the bytes goes along; a composite one (of the source's parts) cannot
+            kept = src.checksums if type_of(src.checksums, src.checksum_type, src.etag) == FULL_OBJECT else {}
+            new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=kept)
         new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
         if key.endswith("/"):
             source.close()

@@ -17,11 +17,29 @@ from typing import Protocol
 from urllib.parse import quote
 from xml.etree.ElementTree import Element, ParseError
 
+from cache.s3.checksums import element_name, header_name
 from cache.s3.errors import CODES, S3Error
-from cache.s3.model import NewObject, ObjectMeta, PartInfo, UploadInfo, WriteConditions
+from cache.s3.model import (
+    BodyChecksums,
+    NewObject,
+    ObjectMeta,
+    PartInfo,
+    PartListing,
+    SentChecksums,
+    UploadInfo,
+    WriteConditions,
+)
 from cache.s3.xml import NOT_XML_CHAR, parse_xml
 from cache.storage.base import Body
-from cache.storage.origin.wire import condition_headers, http_epoch, iso_epoch, object_write_headers
+from cache.storage.origin.wire import (
+    checksum_elements,
+    checksums_of,
+    condition_headers,
+    http_epoch,
+    iso_epoch,
+    object_write_headers,
+    with_checksum,
+)
 
 # where a character XML cannot carry waits while an answer is parsed: a plane of 65,536 code points XML 1.0 carries
 # (the private-use ones first, then the unassigned ones) that the answer does not use itself; an answer cannot use
@@ -80,7 +98,7 @@ class UploadHost(Protocol):
         headers: Mapping[str, str] | None = None, body: Body | bytes | None = None, stream: bool = False,
         idempotent: bool = True,
     ) -> Answer: ...
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta: ...
+    async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta: ...
 
 
 class Uploads:
@@ -124,9 +142,12 @@ class Uploads:
         return _answer(response.content).findtext("UploadId") or ""
 
     async def upload_part(
-        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None
+        self, bucket: str, key: str, upload_id: str, number: int, body: Body, size: int | None = None,
+        checksums: BodyChecksums | None = None,
     ) -> PartInfo:
-        headers = {"content-length": str(size)} if size is not None else {}
+        sent = checksums or BodyChecksums()
+        headers: dict[str, str] = {}
+        body = with_checksum(headers, body, size, sent.values, sent.trailing)
         try:
             response = await self.store.request("PUT", bucket, key, query={"partNumber": str(number),
                                                                            "uploadId": upload_id},
@@ -136,7 +157,7 @@ class Uploads:
                 raise _no_such_upload(upload_id) from None
             raise
         return PartInfo(number, size or 0, response.headers.get("etag", "").strip('"'),
-                        http_epoch(response.headers.get("date")))
+                        http_epoch(response.headers.get("date")), checksums_of(response.headers) or dict(sent.values))
 
     async def upload_part_copy(
         self, bucket: str, key: str, upload_id: str, number: int, src_bucket: str, src_key: str, start: int, end: int,
@@ -152,17 +173,25 @@ class Uploads:
             raise
         root = _answer(response.content)
         return PartInfo(number, end - start, (root.findtext("ETag") or "").strip('"'),
-                        iso_epoch(root.findtext("LastModified")))
+                        iso_epoch(root.findtext("LastModified")), checksum_elements(root))
 
     async def complete_upload(
-        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions
+        self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]], conditions: WriteConditions,
+        checksums: SentChecksums | None = None,
     ) -> ObjectMeta:
-        body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag></Part>"
+        sent = checksums or SentChecksums()
+        body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag>"
+                       + "".join(f"<{element_name(name)}>{value}</{element_name(name)}>"
+                                 for name, value in sent.parts.get(n, {}).items()) + "</Part>"
                        for n, etag in parts)
         document = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
+        headers = condition_headers(conditions)
+        headers.update({header_name(name): value for name, value in sent.whole.items()})
+        if sent.checksum_type:
+            headers["x-amz-checksum-type"] = sent.checksum_type
         try:
             response = await self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
-                                                headers=condition_headers(conditions), idempotent=False)
+                                                headers=headers, idempotent=False)
         except S3Error as error:
             if await self._unknown(bucket, key, upload_id, error):
                 return await self._completed(bucket, key, upload_id, parts)
@@ -176,21 +205,45 @@ class Uploads:
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.store.request("DELETE", bucket, key, query={"uploadId": upload_id})
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing:
         parts: list[PartInfo] = []
         marker = "0"
         while True:
             root = _answer((await self.store.request("GET", bucket, key, query={
                 "uploadId": upload_id, "part-number-marker": marker})).content)
             parts += [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0),
-                               (p.findtext("ETag") or "").strip('"'), iso_epoch(p.findtext("LastModified")))
+                               (p.findtext("ETag") or "").strip('"'), iso_epoch(p.findtext("LastModified")),
+                               checksum_elements(p))
                       for p in root.iter("Part")]
             if (root.findtext("IsTruncated") or "false") != "true":
-                return parts
+                algorithm = root.findtext("ChecksumAlgorithm")
+                return PartListing(parts, algorithm.lower() if algorithm else None,
+                                   root.findtext("ChecksumType") or None)
             marker = root.findtext("NextPartNumberMarker") or str(parts[-1].number)
+
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        """The origin's GetObjectAttributes ObjectParts, every page of it; [] from an origin without the call."""
+        parts: list[PartInfo] = []
+        marker = "0"
+        while True:
+            try:
+                answer = await self.store.request("GET", bucket, key, query={"attributes": ""}, headers={
+                    "x-amz-object-attributes": "ObjectParts", "x-amz-part-number-marker": marker})
+            except S3Error as error:
+                if error.code != "NotImplemented":
+                    raise
+                return []
+            page = _answer(answer.content).find("ObjectParts")
+            listed = [PartInfo(int(p.findtext("PartNumber") or 0), int(p.findtext("Size") or 0), "", 0.0,
+                               checksum_elements(p)) for p in page.iter("Part")] if page is not None else []
+            parts += listed
+            if page is None or not listed or (page.findtext("IsTruncated") or "false") != "true":
+                return parts
+            marker = page.findtext("NextPartNumberMarker") or str(parts[-1].number)
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         root = _answer((await self.store.request("GET", bucket, query={"uploads": ""})).content)
         return [UploadInfo(u.findtext("Key") or "", u.findtext("UploadId") or "",
-                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "")
+                           iso_epoch(u.findtext("Initiated")), u.findtext("Initiator/ID") or "",
+                           (u.findtext("ChecksumAlgorithm") or "").lower() or None, u.findtext("ChecksumType") or None)
                 for u in root.iter("Upload")]

@@ -36,7 +36,6 @@ from cache.storage.origin.multipart import Uploads
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
 from cache.storage.origin.wire import (
-    CHECKSUM_CHARS,
     condition_headers,
     delete_xml,
     http_epoch,
@@ -45,7 +44,7 @@ from cache.storage.origin.wire import (
     meta_from_headers,
     object_write_headers,
     tags_of,
-    with_trailer,
+    with_checksum,
 )
 
 log = logging.getLogger("s3cache.origin")
@@ -331,22 +330,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
     ) -> ObjectMeta:
         headers = object_write_headers(new)
         headers.update(condition_headers(conditions))
-        # Checksums known before the body (sent as headers by the client) go along: the origin checks and keeps them.
-        headers.update({f"x-amz-checksum-{name}": value for name, value in new.checksums.items()})
-        if new.checksums:
-            headers["x-amz-sdk-checksum-algorithm"] = next(iter(new.checksums)).upper()  # as the SDKs send it
-        if size is not None:
-            headers["content-length"] = str(size)
-        trailing = new.trailing_checksum
-        if trailing in CHECKSUM_CHARS and trailing not in new.checksums and size is not None:
-            # The client's checksum comes after its body: pass it on the same way, as an aws-chunked trailer.
-            body, encoded_size = with_trailer(body, size, new.checksums, trailing)
-            encoding = headers.get("content-encoding")
-            headers.update({
-                "content-encoding": f"aws-chunked,{encoding}" if encoding else "aws-chunked",
-                "content-length": str(encoded_size), "x-amz-decoded-content-length": str(size),
-                "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-                "x-amz-trailer": f"x-amz-checksum-{trailing}", "x-amz-sdk-checksum-algorithm": trailing.upper()})
+        body = with_checksum(headers, body, size, new.checksums, new.trailing_checksum)
         response = await self.request("PUT", bucket, key, headers=headers, body=body, idempotent=False)
         return ObjectMeta(key=key, size=size or 0, etag=response.headers.get("etag", "").strip('"'),
                           last_modified=http_epoch(response.headers.get("date")), headers=new.headers,

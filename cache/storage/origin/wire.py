@@ -11,9 +11,11 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from email.header import decode_header
+from typing import Any
 from urllib.parse import unquote_plus, urlencode
 from xml.etree.ElementTree import Element
 
+from cache.s3.checksums import ALGORITHMS, COMPOSITE, element_name, header_name, type_of
 from cache.s3.errors import S3Error
 from cache.s3.model import (
     STORED_HEADERS,
@@ -22,6 +24,7 @@ from cache.s3.model import (
     NewObject,
     ObjectMeta,
     WriteConditions,
+    multipart_etag_parts,
 )
 from cache.s3.xml import S3_NS, http_date, tag, tag_pairs
 from cache.storage.base import Body
@@ -49,9 +52,32 @@ def meta_from_headers(key: str, headers: Mapping[str, str]) -> ObjectMeta:
         user_metadata={name[11:]: metadata_from_header(value) for name, value in headers.items()
                        if name.startswith("x-amz-meta-")},
         tag_count=int(headers.get("x-amz-tagging-count", "0")),
-        checksums={name[15:]: value for name, value in headers.items()
-                   if name.startswith("x-amz-checksum-") and name[15:] not in _NOT_CHECKSUMS},
+        **_checksums(headers),
     )
+
+
+def _checksums(headers: Mapping[str, str]) -> dict[str, Any]:
+    """An origin's checksums of an object and their type, as S3 answers them: a composite checksum ends in -N (an
+    origin that leaves it out of a HEAD, as moto does, has it added from the part count of the ETag), and a type
+    the origin does not name is the one the object implies (cache.s3.checksums.type_of)."""
+    etag = headers.get("etag", "")
+    checksums = checksums_of(headers)
+    checksum_type = type_of(checksums, headers.get("x-amz-checksum-type") if checksums else None, etag)
+    count = multipart_etag_parts(etag)
+    if checksum_type == COMPOSITE and count is not None:
+        checksums = {name: value if "-" in value else f"{value}-{count}" for name, value in checksums.items()}
+    return {"checksums": checksums, "checksum_type": checksum_type}
+
+
+def checksums_of(headers: Mapping[str, str]) -> dict[str, str]:
+    """The x-amz-checksum-<algorithm> values of an origin's answer."""
+    return {name[15:]: value for name, value in headers.items()
+            if name.startswith("x-amz-checksum-") and name[15:] not in _NOT_CHECKSUMS}
+
+
+def checksum_elements(element: Element) -> dict[str, str]:
+    """The ChecksumCRC32, ChecksumSHA256... children of an element of an origin's answer, by algorithm."""
+    return {name: value for name in ALGORITHMS if (value := element.findtext(element_name(name)))}
 
 
 # x-amz-checksum-* headers that are no checksum: the type (COMPOSITE, FULL_OBJECT), and the algorithm some
@@ -90,10 +116,13 @@ def object_write_headers(new: NewObject) -> dict[str, str]:
     headers.update({f"x-amz-meta-{name}": metadata_to_header(value) for name, value in new.user_metadata.items()})
     if new.tags:
         headers["x-amz-tagging"] = urlencode(new.tags)
+    if new.checksum_algorithm:
+        headers["x-amz-checksum-algorithm"] = new.checksum_algorithm.upper()
+    if new.checksum_type:
+        headers["x-amz-checksum-type"] = new.checksum_type
     return headers
 
 
-CHECKSUM_CHARS = {"crc32": 8, "crc32c": 8, "crc64nvme": 12, "sha1": 28, "sha256": 44}  # base64 of each digest
 _TRAILER_CHUNK_BYTES = 64 << 10
 
 
@@ -113,7 +142,7 @@ def with_trailer(body: Body, size: int, checksums: dict[str, str], name: str) ->
 
     full, rest = divmod(size, _TRAILER_CHUNK_BYTES)
     encoded_size = full * framed(_TRAILER_CHUNK_BYTES) + (framed(rest) if rest else 0) + 3 + \
-        len(f"x-amz-checksum-{name}:") + CHECKSUM_CHARS[name] + 4
+        len(f"x-amz-checksum-{name}:") + ALGORITHMS[name].b64_chars + 4
 
     async def encoded() -> AsyncIterator[bytes]:
         pending = bytearray()
@@ -125,11 +154,34 @@ def with_trailer(body: Body, size: int, checksums: dict[str, str], name: str) ->
         if pending:
             yield b"%x\r\n%s\r\n" % (len(pending), pending)
         value = checksums.get(name, "")
-        if len(value) != CHECKSUM_CHARS[name]:
+        if len(value) != ALGORITHMS[name].b64_chars:
             raise S3Error("InternalError", f"The {name} checksum of the body is missing")
         yield f"0\r\nx-amz-checksum-{name}:{value}\r\n\r\n".encode()
 
     return encoded(), encoded_size
+
+
+def with_checksum(headers: dict[str, str], body: Body, size: int | None, values: dict[str, str],
+                  trailing: str | None) -> Body:
+    """A client's checksum of a body passed on to the origin as the client sent it (the origin checks and keeps
+    it): values known before the body as headers; one that comes after it as an aws-chunked trailer, the body
+    framed for it. Sets the headers that say so; returns the body to send."""
+    headers.update({header_name(name): value for name, value in values.items()})
+    if values:
+        headers["x-amz-sdk-checksum-algorithm"] = next(iter(values)).upper()  # as the SDKs send it
+    if size is not None:
+        headers["content-length"] = str(size)
+    if trailing not in ALGORITHMS or trailing in values or size is None:
+        return body
+    assert trailing is not None
+    body, encoded_size = with_trailer(body, size, values, trailing)
+    encoding = headers.get("content-encoding")
+    headers.update({
+        "content-encoding": f"aws-chunked,{encoding}" if encoding else "aws-chunked",
+        "content-length": str(encoded_size), "x-amz-decoded-content-length": str(size),
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "x-amz-trailer": header_name(trailing), "x-amz-sdk-checksum-algorithm": trailing.upper()})
+    return body
 
 
 def condition_headers(conditions: WriteConditions) -> dict[str, str]:

@@ -90,6 +90,8 @@ def operation(method: str, path: str, query: str = "", headers: dict[str, str] |
         ("DELETE", "/b/k", "tagging", None, "DeleteObjectTagging"),
         ("GET", "/b/k", "acl", None, "GetObjectAcl"),
         ("GET", "/b/k", "acl&versionId=null", None, "GetObjectAcl"),
+        ("GET", "/b/k", "attributes", None, "GetObjectAttributes"),
+        ("GET", "/b/k", "attributes&versionId=null", None, "GetObjectAttributes"),
         ("PUT", "/b/k", "acl", None, "PutObjectAcl"),
         ("PUT", "/b/k", "acl", COPY, "PutObjectAcl"),  # a copy header does not make an ACL a copy
         ("PUT", "/b/k", "tagging", COPY, "PutObjectTagging"),  # a copy header does not make tagging a copy
@@ -156,7 +158,9 @@ def test_addressing_of_the_request() -> None:
         ("PUT", "/b/k", "partNumber=1"),  # not an UploadPart without its upload
         ("DELETE", "/b/k", "partNumber=1"),
         ("GET", "/b", "partNumber=1"),  # nor a listing's
-        ("GET", "/b/k", "attributes"),
+        ("PUT", "/b/k", "attributes"),  # GetObjectAttributes is a GET of an object only
+        ("GET", "/b", "attributes"),
+        ("GET", "/b/k", "attributes&tagging"),
         ("POST", "/b/k", "restore"),
         ("POST", "/b/k", "select&select-type=2"),
         ("PUT", "/b/k", "retention"),

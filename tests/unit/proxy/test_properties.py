@@ -90,9 +90,9 @@ class FakeStore:
         return [None] * len(keys)
 
     async def complete_upload(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]],
-                              conditions: object) -> Any:
+                              conditions: object, checksums: object = None) -> Any:
         self.calls.append(("complete_upload", (bucket, key, upload_id, parts)))
-        return SimpleNamespace(etag="0" * 32 + "-1")
+        return SimpleNamespace(etag="0" * 32 + "-1", checksums={}, checksum_type=None)
 
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None:
         self.calls.append(("put_object_tags", (bucket, key, tags)))

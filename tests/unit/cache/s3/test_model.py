@@ -21,6 +21,7 @@ SAMPLE: dict[str, Any] = {
     "user_metadata": {"colour": "blue"},
     "tags": {"project": "s3cache", "empty": ""},
     "checksums": {"sha256": "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=", "crc32": "AAAAAA=="},
+    "checksum_type": "COMPOSITE",
     "parts_count": 2,
     "tag_count": 2,
     "checksums_known": False,

@@ -17,12 +17,15 @@ from cache.blocks.store import BlockStore
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.listing import paginate
 from cache.s3.model import (
+    BodyChecksums,
     BucketInfo,
     ListEntry,
     ListPage,
     NewObject,
     ObjectMeta,
     PartInfo,
+    PartListing,
+    SentChecksums,
     UploadInfo,
     WriteConditions,
 )
@@ -145,7 +148,7 @@ class FakeStore:
         return "upload-1"
 
     async def upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: AsyncIterator[bytes],
-                          size: int | None = None) -> PartInfo:
+                          size: int | None = None, checksums: BodyChecksums | None = None) -> PartInfo:
         self.calls.append(("upload_part", bucket, key, upload_id, number, size))
         chunks = [chunk async for chunk in body]
         self.bodies.append(chunks)
@@ -157,7 +160,7 @@ class FakeStore:
         return PartInfo(number, end - start, "copied", 1.0)
 
     async def complete_upload(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]],
-                              conditions: WriteConditions) -> ObjectMeta:
+                              conditions: WriteConditions, checksums: SentChecksums | None = None) -> ObjectMeta:
         self.calls.append(("complete_upload", bucket, key, upload_id))
         self._objects(bucket)[key] = b"done"
         return self._meta(bucket, key)
@@ -165,9 +168,13 @@ class FakeStore:
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         self.calls.append(("abort_upload", bucket, key, upload_id))
 
-    async def list_parts(self, bucket: str, key: str, upload_id: str) -> list[PartInfo]:
+    async def list_parts(self, bucket: str, key: str, upload_id: str) -> PartListing:
         self.calls.append(("list_parts", bucket, key, upload_id))
-        return [PartInfo(1, 5, "p1", 1.0)]
+        return PartListing([PartInfo(1, 5, "p1", 1.0)])
+
+    async def object_parts(self, bucket: str, key: str) -> list[PartInfo]:
+        self.calls.append(("object_parts", bucket, key))
+        return []
 
     async def list_uploads(self, bucket: str) -> list[UploadInfo]:
         self.calls.append(("list_uploads", bucket))

@@ -15,7 +15,7 @@ import pytest
 from defusedxml import ElementTree
 
 from cache.s3.errors import S3Error
-from cache.s3.model import NewObject, WriteConditions
+from cache.s3.model import BodyChecksums, NewObject, SentChecksums, WriteConditions
 from cache.storage.origin.signing import Credentials, Signer
 from cache.storage.origin.store import S3Store
 from cache.storage.origin.transport import HttpxTransport
@@ -519,3 +519,86 @@ def test_keys_xml_cannot_carry_are_deleted_one_by_one() -> None:
     assert call(make_store(recorder), "delete_objects", "bkt", keys) == [None, None]
     assert [(r.method, r.url.raw_path) for r in recorder.requests] == [("POST", b"/bkt?delete"),
                                                                         ("DELETE", b"/bkt/bell%07key")]
+
+
+def test_a_composite_checksum_the_origins_head_gives_without_its_count_gets_it_and_a_type() -> None:
+    value = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="
+    for extra, expected in [
+        ({"x-amz-checksum-type": "COMPOSITE"}, (f"{value}-3", "COMPOSITE")),
+        ({}, (f"{value}-3", "COMPOSITE")),  # SHA256 of a multipart object is composite: S3 has no other
+    ]:
+        headers = {**HEAD_OK, "etag": '"0123456789abcdef0123456789abcdef-3"', "x-amz-checksum-sha256": value, **extra}
+        meta = call(make_store(Recorder(lambda request, h=headers: httpx.Response(200, headers=h))), "head_object",
+                    "bkt", "k")
+        assert (meta.checksums["sha256"], meta.checksum_type) == expected
+    full = {**HEAD_OK, "etag": '"0123456789abcdef0123456789abcdef-3"', "x-amz-checksum-crc32": "AAAAAA=="}
+    meta = call(make_store(Recorder(lambda request: httpx.Response(200, headers=full))), "head_object", "bkt", "k")
+    assert (meta.checksums, meta.checksum_type) == ({"crc32": "AAAAAA=="}, None)  # either type: not guessed
+    single = {**HEAD_OK, "x-amz-checksum-crc32": "AAAAAA=="}
+    meta = call(make_store(Recorder(lambda request: httpx.Response(200, headers=single))), "head_object", "bkt", "k")
+    assert (meta.checksums, meta.checksum_type) == ({"crc32": "AAAAAA=="}, "FULL_OBJECT")
+
+
+def test_multipart_checksums_go_through_to_the_origin() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "uploads" in request.url.params:
+            return httpx.Response(200, content=f"<InitiateMultipartUploadResult {NS}><UploadId>u1</UploadId>"
+                                               "</InitiateMultipartUploadResult>".encode())
+        if request.method == "PUT":
+            return httpx.Response(200, headers={"etag": '"e1"', "x-amz-checksum-crc32": "AAAAAQ=="})
+        if request.method == "GET":
+            return httpx.Response(200, content=(
+                f"<ListPartsResult {NS}><IsTruncated>false</IsTruncated><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+                "<ChecksumType>FULL_OBJECT</ChecksumType><Part><PartNumber>1</PartNumber><ETag>\"e1\"</ETag>"
+                "<Size>3</Size><ChecksumCRC32>AAAAAQ==</ChecksumCRC32></Part></ListPartsResult>").encode())
+        if request.method == "POST":
+            return httpx.Response(200, content=f"<CompleteMultipartUploadResult {NS}/>".encode())
+        return httpx.Response(200, headers={**HEAD_OK, "x-amz-checksum-crc32": "AAAAAQ==",
+                                            "x-amz-checksum-type": "FULL_OBJECT"})
+
+    recorder = Recorder(answer)
+    new = NewObject(checksum_algorithm="crc32", checksum_type="FULL_OBJECT")
+
+    async def body() -> Any:
+        yield b"abc"
+
+    async def go() -> Any:
+        store = make_store(recorder)
+        try:
+            upload_id = await store.create_upload("bkt", "k", new, "alice")
+            part = await store.upload_part("bkt", "k", upload_id, 1, body(), 3, BodyChecksums({"crc32": "AAAAAQ=="}))
+            listing = await store.list_parts("bkt", "k", upload_id)
+            meta = await store.complete_upload("bkt", "k", upload_id, [(1, "e1")], WriteConditions(),
+                                               SentChecksums({1: {"crc32": "AAAAAQ=="}}, {"crc32": "AAAAAQ=="}))
+            return part, listing, meta
+        finally:
+            await store.aclose()
+
+    part, listing, meta = asyncio.run(go())
+    create, put, _, complete = recorder.requests[:4]
+    assert (create.headers["x-amz-checksum-algorithm"], create.headers["x-amz-checksum-type"]) == ("CRC32",
+                                                                                                   "FULL_OBJECT")
+    assert (put.headers["x-amz-checksum-crc32"], put.headers["x-amz-sdk-checksum-algorithm"]) == ("AAAAAQ==", "CRC32")
+    assert part.checksums == {"crc32": "AAAAAQ=="}
+    assert (listing.checksum_algorithm, listing.checksum_type, listing.parts[0].checksums) == \
+        ("crc32", "FULL_OBJECT", {"crc32": "AAAAAQ=="})
+    assert complete.headers["x-amz-checksum-crc32"] == "AAAAAQ=="
+    assert b"<ChecksumCRC32>AAAAAQ==</ChecksumCRC32>" in recorder.bodies[3]
+    assert (meta.checksums, meta.checksum_type) == ({"crc32": "AAAAAQ=="}, "FULL_OBJECT")
+
+
+def test_object_parts_pages_the_origins_get_object_attributes() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert "attributes" in request.url.params and request.headers["x-amz-object-attributes"] == "ObjectParts"
+        first = request.headers["x-amz-part-number-marker"] == "0"
+        number = 1 if first else 2
+        return httpx.Response(200, content=(
+            f"<GetObjectAttributesResponse {NS}><ObjectParts><IsTruncated>{'true' if first else 'false'}"
+            f"</IsTruncated><NextPartNumberMarker>{number}</NextPartNumberMarker><Part><PartNumber>{number}"
+            f"</PartNumber><Size>{number * 10}</Size><ChecksumSHA1>c{number}</ChecksumSHA1></Part></ObjectParts>"
+            "</GetObjectAttributesResponse>").encode())
+
+    parts = call(make_store(Recorder(answer)), "object_parts", "bkt", "k")
+    assert [(p.number, p.size, p.checksums) for p in parts] == [(1, 10, {"sha1": "c1"}), (2, 20, {"sha1": "c2"})]
+    silent = Recorder(lambda request: httpx.Response(501, content=b"<Error><Code>NotImplemented</Code></Error>"))
+    assert call(make_store(silent), "object_parts", "bkt", "k") == []  # an origin without the call: not known
