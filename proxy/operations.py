@@ -45,6 +45,7 @@ class Operation:
     write_only_ok: bool = False  # a read a write-only bucket still answers (every write it answers anyway)
     # may get a 307 to the worker holding its bytes (cluster.data_path), whose token then admits it there
     redirectable: bool = False
+    per_key: bool = False  # names many keys in its body, and its handler asks the access policy for each one
 
     @property
     def method(self) -> str:
@@ -91,7 +92,7 @@ OPERATIONS: tuple[Operation, ...] = (
               write_only_ok=True),
     Operation("ListMultipartUploads", ("GET", "bucket", "uploads"), multipart.list_multipart_uploads, "multipart",
               write_only_ok=True),
-    Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete"),
+    Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete", per_key=True),
     Operation("GetBucketTagging", ("GET", "bucket", "tagging"), tagging.get_bucket_tagging, "tagging"),
     Operation("PutBucketTagging", ("PUT", "bucket", "tagging"), tagging.put_bucket_tagging, "tagging"),
     Operation("DeleteBucketTagging", ("DELETE", "bucket", "tagging"), tagging.delete_bucket_tagging, "tagging"),

@@ -52,17 +52,16 @@ def _origin(settings: Settings) -> S3Store | None:
 def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bool, fsync: bool) -> Mount:
     m = settings.mounts[index]
     uri = urlsplit(m.uri)
-    users = frozenset(m.users) if m.users is not None else None
     if uri.scheme == "s3":
         if origin is None:
             raise ConfigError(f"mounts.{index}.uri: s3:// mounts need [origin] endpoint")
         prefix = uri.path.strip("/")
-        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", m.mode, users, cached=cached)
+        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", cached=cached)
     if uri.scheme == "file":
         directory = Path(uri.netloc + uri.path)
         directory.mkdir(parents=True, exist_ok=True)
         store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory})
-        return Mount(m.bucket, store, m.bucket, "", m.mode, users, cached=False)
+        return Mount(m.bucket, store, m.bucket, "", cached=False)
     raise ConfigError(f"mounts.{index}.uri: {m.uri!r} is neither s3://bucket[/prefix] nor file:///directory")
 
 
