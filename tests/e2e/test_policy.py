@@ -21,9 +21,8 @@ import pytest
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
-from rig.origin import ORIGIN_ENV, MotoOrigin
 from rig.processes import Worker
-from tests.conftest import make_client
+from tests.conftest import backend_worker, make_client
 
 POLICY = """
 [groups]
@@ -90,14 +89,7 @@ def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     (workdir / "policy.toml").write_text(POLICY.format(bucket=bucket))
     config = workdir / "s3cache.toml"
     config.write_text(f'[auth]\npolicy_file = "{workdir / "policy.toml"}"\n')
-    args = ["--config", str(config), "--data", str(workdir / "data")]
-    env: dict[str, str] = {}
-    if request.param == "s3":
-        origin: MotoOrigin = request.getfixturevalue("moto_origin")
-        args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "64M",
-                 "--block-size", "1M"]
-        env = dict(ORIGIN_ENV)
-    worker = Worker(args, workdir, env=env, backend=request.param).start()
+    worker = backend_worker(request, workdir, "--config", str(config), capacity="64M").start()
     try:
         rig = Rig(worker, bucket, config)
         alice = rig.client("alice")
