@@ -1,5 +1,5 @@
 """The access policy through a real worker with boto3: a policy file with users, a declared group, prefixes and
-anonymous access, over a directory and over a moto origin.
+anonymous access, over a directory and over a moto origin; and groups from OIDC tokens.
 
 alice may do anything in the bucket; bob and the group ``readers`` (rita) may read and list ``ro/``; bob may also
 write, delete, upload and tag under ``rw/``; anyone may read ``public/``; only alice may list the buckets. Every
@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore import UNSIGNED
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from rig.processes import Worker
 from tests.conftest import backend_worker, make_client
+from tests.e2e.test_access import AUDIENCE, ISSUER, SigningKey, write_jwks
 
 POLICY = """
 [groups]
@@ -217,3 +220,64 @@ def test_the_cli_answers_what_the_worker_does(rig: Rig) -> None:
     assert code == 0 and out.startswith("allowed: zed list")
     code, out = check("--action", "read", f"s3://{b}/public/p")
     assert code == 0 and out.startswith(f"allowed: anonymous read s3://{b}/public/p (GetObject, HeadObject)")
+
+
+# ---- groups from OIDC tokens ------------------------------------------------------------------------------------
+
+OIDC_POLICY = """
+[[rules]]
+principals = ["group:ml"]
+bucket = "teams"
+prefix = "ml/"
+actions = ["read", "list", "write"]
+
+[[rules]]
+principals = ["group:ops"]
+bucket = "teams"
+actions = ["read"]
+"""
+
+
+@pytest.fixture(scope="module")
+def oidc_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Worker, SigningKey]]:
+    workdir = tmp_path_factory.mktemp("policy-oidc")
+    key = SigningKey("RS256", "rsa-1")
+    write_jwks(workdir / "jwks.json", key)
+    (workdir / "policy.toml").write_text(OIDC_POLICY)
+    (workdir / "s3cache.toml").write_text(
+        f'[auth]\nmode = "oidc"\noidc_jwks = "{workdir / "jwks.json"}"\noidc_issuer = "{ISSUER}"\n'
+        f'oidc_audience = "{AUDIENCE}"\noidc_user_claim = "preferred_username"\n'
+        f'policy_file = "{workdir / "policy.toml"}"\n')
+    for key_path, body in (("ml/model.bin", SEED), ("ops/runbook.txt", SECRET)):
+        (workdir / "data" / "teams" / key_path).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "data" / "teams" / key_path).write_bytes(body)
+    worker = Worker(["--config", str(workdir / "s3cache.toml"), "--data", str(workdir / "data")], workdir).start()
+    yield worker, key
+    worker.stop()
+
+
+def token_client(worker: Worker, key: SigningKey, user: str, groups: list[str]) -> Any:
+    """boto3 carrying a token as its session token (the access key and secret mean nothing)."""
+    return boto3.client("s3", endpoint_url=worker.url, region_name="us-east-1", aws_access_key_id=f"any-{user}",
+                        aws_secret_access_key="whatever", aws_session_token=key.token(user, groups=groups),
+                        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+
+
+def test_groups_from_oidc_tokens_decide(oidc_rig: tuple[Worker, SigningKey]) -> None:
+    worker, key = oidc_rig
+    ml = token_client(worker, key, "mia", ["ml"])
+    assert ml.get_object(Bucket="teams", Key="ml/model.bin")["Body"].read() == SEED
+    ml.put_object(Bucket="teams", Key="ml/new.bin", Body=b"trained")
+    assert [o["Key"] for o in ml.list_objects_v2(Bucket="teams", Prefix="ml/")["Contents"]] == \
+        ["ml/model.bin", "ml/new.bin"]
+    refused(ml.get_object, Bucket="teams", Key="ops/runbook.txt")
+    ops = token_client(worker, key, "otto", ["ops"])
+    assert ops.get_object(Bucket="teams", Key="ops/runbook.txt")["Body"].read() == SECRET
+    assert ops.get_object(Bucket="teams", Key="ml/new.bin")["Body"].read() == b"trained"
+    refused(ops.put_object, Bucket="teams", Key="ml/new.bin", Body=b"overwritten")
+    nobody = token_client(worker, key, "nina", ["finance"])
+    refused(nobody.get_object, Bucket="teams", Key="ml/model.bin")
+    assert ops.get_object(Bucket="teams", Key="ml/new.bin")["Body"].read() == b"trained"
+    log = worker.log()
+    assert "AccessDenied: otto PutObject s3://teams/ml/new.bin: no rule of policy.toml allows it" in log
+    assert "AccessDenied: nina GetObject s3://teams/ml/model.bin" in log
