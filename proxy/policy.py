@@ -6,9 +6,10 @@ the same ``Rule`` by proxy.policyfile. A rule names principals (``user:NAME``, `
 or denies. A deny that matches wins; else an allow that matches; else the default: deny once a policy file is
 configured, allow without one (so mounts alone restrict only what their own rules deny).
 
-The key a request is judged on is its object key; a bucket-level request is judged on its ``prefix`` parameter
-(a listing of ``public/`` is within a rule for ``public/``; without one, only a rule for the whole bucket
-matches); ListBuckets is bucket ``""``, which only a rule for every bucket (``*``) covers. A copy is also judged
+The key a request is judged on is its object key; a listing is judged on its ``prefix`` parameter (a listing of
+``public/`` is within a rule for ``public/``; without one, only a rule for the whole bucket matches); any other
+bucket-level request on ``""``, so only a rule for the whole bucket covers it; ListBuckets is bucket ``""``,
+which only a rule for every bucket (``*``) covers. A copy is also judged
 as a GetObject of its source. DeleteObjects is judged key by key by its handler (``Operation.per_key``).
 """
 
@@ -43,6 +44,12 @@ class Operation(Protocol):
 
     @property
     def per_key(self) -> bool: ...  # its handler judges each key it names (DeleteObjects)
+
+    @property
+    def level(self) -> str: ...  # service, bucket or object
+
+    @property
+    def prefix_scoped(self) -> bool: ...  # a listing, judged on its prefix parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +124,10 @@ def check(policy: Policy, request: Request, operation: str, bucket: str, key: st
         raise S3Error("AccessDenied", f"Access Denied: {decision.reason}")
 
 
-def judged_key(request: Request) -> str:
-    """The key a request is judged on: its object key, or a bucket-level request's ``prefix`` parameter."""
-    return request.key if request.level == "object" else request.query.get("prefix", "")
+def judged_key(operation: Operation, key: str) -> str:
+    """The key an operation is judged on: an object's key, a listing's prefix; "" for the rest (the bucket itself,
+    whatever ``prefix`` parameter it is sent, so a rule for a prefix never reaches a bucket's tags or the bucket)."""
+    return key if operation.level == "object" or operation.prefix_scoped else ""
 
 
 def authorize(policy: Policy, request: Request, operation: Operation) -> None:
@@ -127,7 +135,8 @@ def authorize(policy: Policy, request: Request, operation: Operation) -> None:
     read of its source."""
     if policy.open or operation.per_key:
         return
-    check(policy, request, operation.name, request.bucket or "", judged_key(request))
+    key = request.key if operation.level == "object" else request.query.get("prefix", "")
+    check(policy, request, operation.name, request.bucket or "", judged_key(operation, key))
     source = request.headers.get(COPY_SOURCE)
     if source is not None and operation.copies:
         src_bucket, src_key, _ = split_copy_source(source)

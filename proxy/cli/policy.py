@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from conf.settings import ConfigError, load_settings
 from proxy.operations import OPERATIONS
-from proxy.policy import ANONYMOUS, resource
+from proxy.policy import ANONYMOUS, judged_key, resource
 from proxy.policyfile import ALL_ACTIONS, load_policy
 
 
@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"s3cache: invalid configuration: {error}", file=sys.stderr)
         return 2
-    operations = [op.name for op in OPERATIONS if args.action in (ALL_ACTIONS, op.access, op.name)]
+    operations = [op for op in OPERATIONS if args.action in (ALL_ACTIONS, op.access, op.name)]
     if not operations:
         print(f"s3cache: unknown action {args.action!r}", file=sys.stderr)
         return 2
     outcomes: dict[tuple[bool, str], list[str]] = {}
-    for operation in operations:
-        decision = policy.decide(args.user, args.group, operation, bucket, key)
-        outcomes.setdefault((decision.allowed, decision.reason), []).append(operation)
+    for operation in operations:  # each judged on what the worker would judge it on
+        decision = policy.decide(args.user, args.group, operation.name, bucket, judged_key(operation, key))
+        outcomes.setdefault((decision.allowed, decision.reason), []).append(operation.name)
     who = args.user or ANONYMOUS
     for (allowed, reason), names in outcomes.items():
         print(f"{'allowed' if allowed else 'denied'}: {who} {args.action} {resource(bucket, key)} "

@@ -216,8 +216,10 @@ def test_the_cli_answers_what_the_worker_does(rig: Rig) -> None:
                                         "no rule of policy.toml allows it (default deny)")
     code, out = check("--user", "rita", "--action", "read", f"s3://{b}/ro/seed")
     assert code == 0 and f"policy.toml rules.2 (allow user:bob, group:readers read, list on s3://{b}/ro/*)" in out
-    code, out = check("--user", "zed", "--group", "readers", "--action", "list", f"s3://{b}/ro/")
-    assert code == 0 and out.startswith("allowed: zed list")
+    code, out = check("--user", "zed", "--group", "readers", "--action", "ListObjectsV2", f"s3://{b}/ro/")
+    assert code == 0 and out.startswith(f"allowed: zed ListObjectsV2 s3://{b}/ro/ (ListObjectsV2): policy.toml rules.2")
+    code, out = check("--user", "zed", "--group", "readers", "--action", "ListObjectsV2", f"s3://{b}/")
+    assert code == 1 and out.startswith("denied: zed ListObjectsV2")
     code, out = check("--action", "read", f"s3://{b}/public/p")
     assert code == 0 and out.startswith(f"allowed: anonymous read s3://{b}/public/p (GetObject, HeadObject)")
 

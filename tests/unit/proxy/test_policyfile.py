@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from cache.s3.errors import S3Error
 from conf.settings import ConfigError, MountSettings, Settings
 from proxy.cli.main import main
-from proxy.operations import OPERATIONS
-from proxy.policy import Policy
+from proxy.http import Request
+from proxy.operations import BY_NAME, OPERATIONS
+from proxy.policy import Policy, authorize
 from proxy.policyfile import load_policy
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "conf" / "policy.example.toml"
@@ -221,3 +223,44 @@ def test_cli_refuses_what_it_cannot_judge(capsys: pytest.CaptureFixture[str]) ->
     assert check(capsys, "--user", "u", "--action", "reed", "s3://b/k")[0] == 2
     assert check(capsys, "--user", "u", "--action", "read", "http://b/k")[0] == 2
     assert main(["policy", "check", "--policy-file", "/nonexistent.toml", "--action", "read", "s3://b/k"]) == 2
+
+
+async def _receive() -> dict[str, object]:
+    return {"type": "http.request", "body": b""}
+
+
+def judge(policy: Policy, operation: str, path: str, query: str, user: str) -> bool:
+    """authorize() on a request as the worker builds it: True if allowed."""
+    request = Request({"method": BY_NAME[operation].method, "path": path, "query_string": query.encode(),
+                       "headers": []}, _receive)
+    request.user = user
+    try:
+        authorize(policy, request, BY_NAME[operation])
+    except S3Error as error:
+        assert (error.code, error.status) == ("AccessDenied", 403)
+        return False
+    return True
+
+
+def test_only_listings_are_judged_on_their_prefix_parameter(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, '[[rules]]\nprincipals = ["user:u"]\nbucket = "b"\nprefix = "p/"\n'
+                                 'actions = ["list", "tagging", "multipart", "delete"]\n')
+    assert judge(policy, "ListObjectsV2", "/b", "list-type=2&prefix=p/", "u")
+    assert judge(policy, "ListObjects", "/b", "prefix=p/x", "u")
+    assert judge(policy, "ListMultipartUploads", "/b", "uploads&prefix=p/", "u")
+    assert not judge(policy, "ListObjectsV2", "/b", "list-type=2", "u")
+    # a prefix parameter does not put the bucket itself, its tags or its deletion within a rule for a prefix
+    assert not judge(policy, "PutBucketTagging", "/b", "tagging&prefix=p/", "u")
+    assert not judge(policy, "DeleteBucket", "/b", "prefix=p/", "u")
+    assert not judge(policy, "HeadBucket", "/b", "prefix=p/", "u")
+    assert judge(policy, "GetObjectTagging", "/b/p/k", "tagging", "u")
+
+
+def test_cli_judges_each_operation_on_what_the_worker_would(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(capsys, "--user", "alice", "--action", "tagging", "s3://datasets/scratch/x")
+    assert code == 1
+    assert out.splitlines() == [
+        "denied: alice tagging s3://datasets/scratch/x (GetBucketTagging, PutBucketTagging, DeleteBucketTagging): "
+        "no rule of policy.example.toml allows it (default deny)",
+        "allowed: alice tagging s3://datasets/scratch/x (GetObjectTagging, PutObjectTagging, DeleteObjectTagging): "
+        "policy.example.toml rules.1 (allow group:ml-team write, delete, multipart, tagging on s3://datasets/scratch/*)"]
