@@ -60,7 +60,8 @@ class Rule:
     bucket: str = "*"  # a glob (fnmatch, case-sensitive)
     prefix: str = ""  # of the key
     except_principals: frozenset[str] = frozenset()  # callers it does not apply to, whatever else they are
-    source: str = ""  # how a decision names the rule
+    source: str = ""  # how a decision names the rule (logs, the CLI)
+    told: bool = False  # the client may be told it (a mount's mode); a policy file's rules stay with the operator
 
     def matches(self, principals: frozenset[str], operation: str, bucket: str, key: str) -> bool:
         return (operation in self.operations and key.startswith(self.prefix)
@@ -72,6 +73,7 @@ class Rule:
 class Decision:
     allowed: bool
     reason: str  # the rule that decided, or the default
+    told: bool = False  # the reason may go into the client's error message
 
 
 class Policy:
@@ -101,7 +103,7 @@ class Policy:
         principals = self.principals(user, groups)
         for rule in self.denies:
             if rule.matches(principals, operation, bucket, key):
-                return Decision(False, rule.source)
+                return Decision(False, rule.source, rule.told)
         for rule in self.allows:
             if rule.matches(principals, operation, bucket, key):
                 return Decision(True, rule.source)
@@ -121,7 +123,7 @@ def check(policy: Policy, request: Request, operation: str, bucket: str, key: st
     if not decision.allowed:
         log.info("AccessDenied: %s %s %s: %s", request.user or ANONYMOUS, operation, resource(bucket, key),
                  decision.reason)
-        raise S3Error("AccessDenied", f"Access Denied: {decision.reason}")
+        raise S3Error("AccessDenied", f"Access Denied: {decision.reason}" if decision.told else "Access Denied")
 
 
 def judged_key(operation: Operation, key: str) -> str:
@@ -156,7 +158,7 @@ def denied_keys(policy: Policy, request: Request, operation: str, keys: Iterable
             refused[key] = decision.reason
     if refused:
         first, reason = next(iter(refused.items()))
-        more = f" (and {len(refused) - 1} more keys)" if len(refused) > 1 else ""
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
         log.info("AccessDenied: %s %s %s%s: %s", request.user or ANONYMOUS, operation, resource(bucket, first), more,
                  reason)
     return set(refused)

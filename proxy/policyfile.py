@@ -125,15 +125,15 @@ def mount_rules(mounts: Iterable[MountSettings], operations: Sequence[OperationF
         bucket = mount.bucket
         if mount.mode == "read-only":
             rules.append(Rule("deny", everyone, frozenset(op.name for op in operations if op.writes), bucket,
-                              source=f"bucket {bucket} is read-only"))
+                              source=f"bucket {bucket} is read-only", told=True))
         elif mount.mode == "write-only":
             rules.append(Rule("deny", everyone, frozenset(op.name for op in operations
                                                           if not op.writes and not op.write_only_ok), bucket,
-                              source=f"bucket {bucket} is write-only"))
+                              source=f"bucket {bucket} is write-only", told=True))
         if mount.users is not None:
             rules.append(Rule("deny", everyone, frozenset(op.name for op in operations), bucket,
                               except_principals=frozenset(f"user:{user}" for user in mount.users),
-                              source=f"bucket {bucket} admits only {', '.join(mount.users) or 'nobody'}"))
+                              source=f"bucket {bucket} admits only its users"))
     return rules
 
 

@@ -53,7 +53,8 @@ def request(operation: str, bucket: str, key: str = "k", user: str | None = "ali
 def denied(operation: str, bucket: str, **kwargs: Any) -> S3Error:
     if operation in PER_KEY:
         assert denied_keys(policy(), request(operation, bucket, **kwargs), operation, ["k"]) == {"k"}
-        return S3Error("AccessDenied", policy().decide(kwargs.get("user", "alice"), (), operation, bucket, "k").reason)
+        decision = policy().decide(kwargs.get("user", "alice"), (), operation, bucket, "k")
+        return S3Error("AccessDenied", decision.reason if decision.told else "Access Denied")
     with pytest.raises(S3Error) as caught:
         authorize(policy(), request(operation, bucket, **kwargs), BY_NAME[operation])
     assert caught.value.code == "AccessDenied" and caught.value.status == 403
@@ -104,8 +105,8 @@ def test_read_write_and_unmounted_buckets_allow_everything(operation: str) -> No
 def test_users_restriction(operation: str) -> None:
     allowed(operation, "team", user="alice")
     allowed(operation, "team", user="bob")
-    assert "admits only alice, bob" in denied(operation, "team", user="mallory").message
-    assert "admits only alice, bob" in denied(operation, "team", user=None).message
+    assert denied(operation, "team", user="mallory").message == "Access Denied"  # who may is not told
+    assert denied(operation, "team", user=None).message == "Access Denied"
 
 
 def test_users_and_mode_together() -> None:

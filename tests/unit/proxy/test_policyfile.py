@@ -237,7 +237,7 @@ def judge(policy: Policy, operation: str, path: str, query: str, user: str) -> b
     try:
         authorize(policy, request, BY_NAME[operation])
     except S3Error as error:
-        assert (error.code, error.status) == ("AccessDenied", 403)
+        assert (error.code, error.status, error.message) == ("AccessDenied", 403, "Access Denied")  # no rule told
         return False
     return True
 
