@@ -218,10 +218,6 @@ class AuthSettings(_Section):
                                   "{token = token}. Left out of the settings' repr.")
     anonymous: bool = Field(False, description="sigv4 mode: let unsigned requests in as the anonymous user.")
     max_skew_s: float = Field(900.0, gt=0, description="Largest clock difference accepted in a signed request.")
-    policy_file: Path | None = Field(None, description="Access policy (TOML, or JSON if named *.json): which "
-                                     "users and groups may do which actions on which bucket and key prefix "
-                                     "(conf/policy.example.toml). Once set, whatever no rule allows is refused "
-                                     "with 403 AccessDenied; unset, everything the mounts allow is allowed.")
     oidc_jwks: str | None = Field(None, description="oidc mode: the identity provider's signing keys, a JWKS file "
                                   "or an http(s) URL (its jwks_uri). Required with mode oidc.")
     oidc_issuer: str | None = Field(None, description="oidc mode: the iss every token must carry. Required.")
@@ -235,6 +231,10 @@ class AuthSettings(_Section):
     oidc_jwks_min_refresh_s: float = Field(10.0, gt=0, description="A token with an unknown kid makes the JWKS be "
                                            "read again at once, at most this often.")
     oidc_jwks_timeout_s: float = Field(5.0, gt=0, description="Timeout of fetching a JWKS URL.")
+    policy_file: Path | None = Field(None, description="Access policy (TOML, or JSON if named *.json): which "
+                                     "users and groups may do which actions on which bucket and key prefix "
+                                     "(conf/policy.example.toml). Once set, whatever no rule allows is refused "
+                                     "with 403 AccessDenied; unset, everything the mounts allow is allowed.")
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> AuthSettings:
