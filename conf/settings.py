@@ -133,11 +133,17 @@ class OriginSettings(_Section):
     endpoint: str | None = Field(None, description="S3 origin URL (http://host:port); unset = no origin, the "
                                  "directory under storage serves every bucket.")
     region: str = Field("us-east-1", description="Region the origin's requests are signed for.")
-    access_key_id: str | None = Field(None, description="Origin credentials; unset = AWS_ACCESS_KEY_ID / "
-                                      "AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then the shared credentials file.")
+    access_key_id: str | None = Field(None, description="Origin credentials; unset = the AWS chain (awscrt's): "
+                                      "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, the shared "
+                                      "files (keys, credential_process, SSO, role_arn), a web identity token, the "
+                                      "container endpoint, the instance metadata service; refreshed before expiry.")
     secret_access_key: Secret | None = Field(None, description="Secret for access_key_id.")
-    profile: str | None = Field(None, description="Profile of the shared credentials file (default: AWS_PROFILE "
-                                "or 'default').")
+    profile: str | None = Field(None, description="Take the origin credentials from this profile of the shared "
+                                "config and credentials files alone (default: the whole chain, whose profile is "
+                                "AWS_PROFILE or 'default').")
+    credentials_refresh_before_s: float = Field(300.0, gt=0, description="Temporary origin credentials are fetched "
+                                                "again this long before they expire (after half their remaining "
+                                                "life, if that is sooner), in the background.")
     addressing_style: Literal["path", "virtual"] = Field("path", description="path: host/bucket/key; virtual: "
                                                          "bucket.host/key.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout of origin requests.")
@@ -253,6 +259,10 @@ class AuthSettings(_Section):
     oidc_jwks_min_refresh_s: float = Field(10.0, gt=0, description="A token with an unknown kid makes the JWKS be "
                                            "read again at once, at most this often.")
     oidc_jwks_timeout_s: float = Field(5.0, gt=0, description="Timeout of fetching a JWKS URL.")
+    policy_file: Path | None = Field(None, description="Access policy (TOML, or JSON if named *.json): which "
+                                     "users and groups may do which actions on which bucket and key prefix "
+                                     "(conf/policy.example.toml). Once set, whatever no rule allows is refused "
+                                     "with 403 AccessDenied; unset, everything the mounts allow is allowed.")
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> AuthSettings:

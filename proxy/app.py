@@ -32,10 +32,11 @@ from proxy.http import QUIET_ABORTS, Receive, Request, Response, Scope, Send, St
 from proxy.logs import ACCESS_FIELDS
 from proxy.metrics import Metrics
 from proxy.oidc import groups_of
-from proxy.operations import resolve
+from proxy.operations import OPERATIONS, resolve
 from proxy.peer import PATHS as PEER_PATHS
 from proxy.peer import serve_peer
 from proxy.policy import authorize
+from proxy.policyfile import load_policy
 from proxy.redirect import check_token, redirect, take_token
 from proxy.stack import advertised_url, build_stack
 
@@ -203,8 +204,9 @@ class S3App:
             operation = resolve(request)
             request.operation = operation.name
             if token is not None:  # judged against the operation it would admit: only the read it was made for
-                check_token(self.ctx, request, operation, token)
-            authorize(self.ctx.namespace, request, operation)
+                check_token(self.ctx, request, operation, token)  # the worker that made it judged the read
+            else:
+                authorize(self.ctx.policy, request, operation)
             response = await redirect(self.ctx, request, operation, token is not None) or \
                 await operation.handler(self.ctx, request)
         except S3Error as error:
@@ -272,8 +274,10 @@ class S3App:
 
 
 def build_app(settings: Settings) -> S3App:
+    policy = load_policy(settings, OPERATIONS)
     stack = build_stack(settings)
-    return S3App(Context(store=stack.store, settings=settings, namespace=stack.namespace, stack=stack), stack)
+    return S3App(Context(store=stack.store, settings=settings, namespace=stack.namespace, stack=stack,
+                         policy=policy), stack)
 
 
 def app_from_env() -> S3App:

@@ -16,6 +16,7 @@ from cache.cluster.routing import Cluster
 from cache.storage.base import UnderStore
 from cache.storage.namespace import Namespace
 from conf.settings import Settings
+from proxy.policy import OPEN, Policy
 
 OWNER_ID = "s3cache"
 
@@ -39,6 +40,7 @@ class Context:
     settings: Settings
     namespace: Namespace | None = None  # None: one directory, no mounts, no rules
     stack: Stack | None = None  # the cache and cluster parts, for the data-path decision and peers
+    policy: Policy = OPEN  # who may do what (proxy.policy): the mounts' rules and the policy file's
 
     @property
     def region(self) -> str:

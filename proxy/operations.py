@@ -45,6 +45,12 @@ class Operation:
     write_only_ok: bool = False  # a read a write-only bucket still answers (every write it answers anyway)
     # may get a 307 to the worker holding its bytes (cluster.data_path), whose token then admits it there
     redirectable: bool = False
+    per_key: bool = False  # names many keys in its body, and its handler asks the access policy for each one
+    prefix_scoped: bool = False  # a listing: the access policy judges it on its prefix parameter
+
+    @property
+    def level(self) -> str:
+        return self.route[1]
 
     @property
     def method(self) -> str:
@@ -69,9 +75,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("HeadBucket", ("HEAD", "bucket", ""), buckets.head_bucket, "list", write_only_ok=True),
     Operation("CreateBucket", ("PUT", "bucket", ""), buckets.create_bucket, "write"),
     Operation("DeleteBucket", ("DELETE", "bucket", ""), buckets.delete_bucket, "delete"),
-    Operation("ListObjects", ("GET", "bucket", ""), listings.list_objects, "list"),
-    Operation("ListObjectsV2", ("GET", "bucket", "list-type"), listings.list_objects_v2, "list"),
-    Operation("ListObjectVersions", ("GET", "bucket", "versions"), listings.list_object_versions, "list"),
+    Operation("ListObjects", ("GET", "bucket", ""), listings.list_objects, "list", prefix_scoped=True),
+    Operation("ListObjectsV2", ("GET", "bucket", "list-type"), listings.list_objects_v2, "list", prefix_scoped=True),
+    Operation("ListObjectVersions", ("GET", "bucket", "versions"), listings.list_object_versions, "list",
+              prefix_scoped=True),
     Operation("GetBucketLocation", ("GET", "bucket", "location"), buckets.get_bucket_location, "list",
               write_only_ok=True),
     Operation("GetBucketVersioning", ("GET", "bucket", "versioning"), buckets.get_bucket_versioning, "list",
@@ -90,8 +97,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GetBucketReplication", ("GET", "bucket", "replication"), buckets.get_bucket_replication, "list",
               write_only_ok=True),
     Operation("ListMultipartUploads", ("GET", "bucket", "uploads"), multipart.list_multipart_uploads, "multipart",
-              write_only_ok=True),
-    Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete"),
+              write_only_ok=True, prefix_scoped=True),
+    Operation("DeleteObjects", ("POST", "bucket", "delete"), objects.delete_objects, "delete", per_key=True),
     Operation("GetBucketTagging", ("GET", "bucket", "tagging"), tagging.get_bucket_tagging, "tagging"),
     Operation("PutBucketTagging", ("PUT", "bucket", "tagging"), tagging.put_bucket_tagging, "tagging"),
     Operation("DeleteBucketTagging", ("DELETE", "bucket", "tagging"), tagging.delete_bucket_tagging, "tagging"),

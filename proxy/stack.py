@@ -24,14 +24,15 @@ from cache.s3.errors import S3Error
 from cache.storage.base import UnderStore
 from cache.storage.directory.store import DirectoryStore
 from cache.storage.namespace import Mount, Namespace
-from cache.storage.origin.signing import Signer, resolve_credentials
+from cache.storage.origin.credentials import OriginCredentials, origin_credentials
+from cache.storage.origin.signing import Signer
 from cache.storage.origin.store import S3Store
 from cache.storage.origin.transport import tls_context
 from conf.settings import ConfigError, Settings
 from proxy.context import Stack
 
 
-def _origin(settings: Settings) -> S3Store | None:
+def _origin(settings: Settings) -> tuple[S3Store, OriginCredentials] | None:
     o = settings.origin
     if not o.endpoint:
         return None
@@ -42,27 +43,27 @@ def _origin(settings: Settings) -> S3Store | None:
         source = "origin.ca_bundle" if o.ca_bundle else "AWS_CA_BUNDLE (origin.ca_bundle unset)"
         raise ConfigError(f"{source}: cannot load CA certificates from {ca_bundle}: {exc}") from None
     secret_key = o.secret_access_key.get_secret_value() if o.secret_access_key is not None else None
-    credentials = resolve_credentials(o.access_key_id, secret_key, os.environ, o.profile)
-    signer = Signer(credentials, o.region) if credentials else None
-    return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
-                   connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
-                   max_connections=o.max_connections, http_client=o.http_client, tls=tls)
+    credentials = origin_credentials(o.access_key_id, secret_key, o.profile, o.credentials_refresh_before_s)
+    store = S3Store(o.endpoint, o.region, Signer(credentials.current, o.region),
+                    virtual_host=o.addressing_style == "virtual", connect_timeout_s=o.connect_timeout_s,
+                    read_timeout_s=o.read_timeout_s, retries=o.retries, max_connections=o.max_connections,
+                    http_client=o.http_client, tls=tls)
+    return store, credentials
 
 
 def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bool, fsync: bool) -> Mount:
     m = settings.mounts[index]
     uri = urlsplit(m.uri)
-    users = frozenset(m.users) if m.users is not None else None
     if uri.scheme == "s3":
         if origin is None:
             raise ConfigError(f"mounts.{index}.uri: s3:// mounts need [origin] endpoint")
         prefix = uri.path.strip("/")
-        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", m.mode, users, cached=cached)
+        return Mount(m.bucket, origin, uri.netloc, prefix + "/" if prefix else "", cached=cached)
     if uri.scheme == "file":
         directory = Path(uri.netloc + uri.path)
         directory.mkdir(parents=True, exist_ok=True)
         store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory})
-        return Mount(m.bucket, store, m.bucket, "", m.mode, users, cached=False)
+        return Mount(m.bucket, store, m.bucket, "", cached=False)
     raise ConfigError(f"mounts.{index}.uri: {m.uri!r} is neither s3://bucket[/prefix] nor file:///directory")
 
 
@@ -110,7 +111,8 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
 
 def build_stack(settings: Settings) -> Stack:
     directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync)
-    origin = _origin(settings)
+    signed_origin = _origin(settings)
+    origin, credentials = signed_origin if signed_origin is not None else (None, None)
     if origin is None and not settings.mounts and not settings.cluster.redis_url:
         return Stack(directory)
     if settings.server.processes > 1 and settings.cache.capacity_bytes > 0:
@@ -141,8 +143,9 @@ def build_stack(settings: Settings) -> Stack:
         registry.on_reconnect = _held_blocks(blocks)
         stack.starters.append(lambda: registry.start(cluster.registered, c.block_size_bytes))
         stack.closers += [registry.stop, peers.aclose]
-    if origin is not None:
-        stack.closers.append(origin.aclose)
+    if origin is not None and credentials is not None:
+        stack.starters.append(credentials.start)  # temporary credentials refreshed in the background
+        stack.closers += [credentials.stop, origin.aclose]
     return stack
 
 

@@ -40,6 +40,8 @@ class Seen:
     path: str  # decoded, without the query
     query: str
     range: str | None
+    access_key: str | None = None  # the SigV4 Credential the request was signed with (None: unsigned)
+    at: float = 0.0  # when the origin received it (time.time())
 
     @property
     def is_object_get(self) -> bool:
@@ -79,6 +81,12 @@ class TokenBucket:
         self._free_at = max(self._free_at, now - self.burst / self.rate) + size / self.rate
         if self._free_at > now:
             time.sleep(self._free_at - now)
+
+
+def signed_by(authorization: str) -> str | None:
+    """The access key of a SigV4 Authorization header (``... Credential=AKID/date/region/s3/aws4_request, ...``)."""
+    _, found, rest = authorization.partition("Credential=")
+    return rest.split("/", 1)[0] if found else None
 
 
 @dataclass
@@ -125,7 +133,8 @@ class CountingProxy:
             def _forward(self) -> None:
                 parts = urlsplit(self.path)
                 with proxy._lock:
-                    proxy.seen.append(Seen(self.command, unquote(parts.path), parts.query, self.headers.get("Range")))
+                    proxy.seen.append(Seen(self.command, unquote(parts.path), parts.query, self.headers.get("Range"),
+                                           signed_by(self.headers.get("Authorization", "")), time.time()))
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)

@@ -1,6 +1,7 @@
-"""Buckets are mounts: each bucket name maps to a location in an under storage, with an access mode.
+"""Buckets are mounts: each bucket name maps to a location in an under storage.
 
-A mount is ``bucket -> (store, bucket there, key prefix there, mode, users)``. Explicit mounts come from
+A mount is ``bucket -> (store, bucket there, key prefix there)``; who may use it is the access policy's
+(proxy.policy), which a mount's mode and users map onto. Explicit mounts come from
 configuration (``s3://origin-bucket/prefix`` or ``file:///dir``); every other bucket name goes to the
 default store under the same name (the embedded directory, or an S3 origin passed through whole).
 ``Namespace`` implements the under-storage protocol by rewriting names and routing each call: it is the top
@@ -11,7 +12,6 @@ or the block cache wrapping an origin (``cache.blocks.metadata``): the namespace
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from cache.s3.errors import S3Error, no_such_bucket
 from cache.s3.model import (
@@ -29,7 +29,6 @@ from cache.s3.model import (
 )
 from cache.storage.base import Body, OpenObject, UnderStore
 
-Mode = Literal["read-write", "read-only", "write-only"]
 _COPY_CHUNK_BYTES = 4 << 20
 
 
@@ -39,8 +38,6 @@ class Mount:
     store: UnderStore
     target: str  # the bucket in that store
     prefix: str = ""  # key prefix in that bucket, "" or ending in "/"
-    mode: Mode = "read-write"
-    users: frozenset[str] | None = None  # None: everyone, anonymous included
     cached: bool = True  # store is the block cache (False for local directories: already local)
 
     def key(self, key: str) -> str:

@@ -19,6 +19,7 @@ from proxy.headers import (
     write_conditions,
 )
 from proxy.http import Request, Response
+from proxy.policy import denied_keys
 from proxy.xml import child_text, document, iso_time, parse, tag
 
 SMALL_READ_BYTES = 256 << 10  # read in one go and sent in one message
@@ -176,15 +177,21 @@ async def delete_objects(ctx: Context, request: Request) -> Response:
             raise S3Error("MalformedXML", "Each Object must have a Key")
         items.append((key, child_text(item, "VersionId")))
     await ctx.store.head_bucket(request.bucket)
+    # Each key is judged by the access policy: a refused one is its own AccessDenied, the rest are deleted.
     # Versions other than "null" do not exist in these unversioned buckets; the rest go in one call (one
     # DeleteObjects request to an S3 origin).
-    wanted = [key for key, version in items if version in (None, "null")]
+    refused = denied_keys(ctx.policy, request, request.operation, (key for key, _ in items))
+    wanted = [key for key, version in items if version in (None, "null") and key not in refused]
     outcomes = iter(await ctx.store.delete_objects(request.bucket, wanted) if wanted else [])
     results = []
     for key, version in items:
         version_xml = tag("VersionId", version) if version is not None else ""
-        error = next(outcomes) if version in (None, "null") else \
-            S3Error("NoSuchVersion", "The specified version does not exist.")
+        if key in refused:
+            error: S3Error | None = S3Error("AccessDenied", "Access Denied")
+        elif version in (None, "null"):
+            error = next(outcomes)
+        else:
+            error = S3Error("NoSuchVersion", "The specified version does not exist.")
         if error is not None:
             results.append(f"<Error>{tag('Key', key)}{version_xml}{tag('Code', error.code)}"
                            f"{tag('Message', error.message)}</Error>")

@@ -1,36 +1,37 @@
-"""proxy.policy.authorize: a mount's mode (read-write, read-only, write-only) and allowed users, by operation.
+"""proxy.policy.authorize with the rules a mount's mode (read-write, read-only, write-only) and users map onto.
 
 Which operations write, and which reads a write-only bucket answers, are read from the operation records
-(proxy.operations.OPERATIONS): this file keeps no list of its own."""
+(proxy.operations.OPERATIONS): this file keeps no list of its own. The policy file's rules: test_policyfile.py."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any
 
 import pytest
 
 from cache.s3.errors import S3Error
-from cache.storage.base import UnderStore
-from cache.storage.namespace import Mount, Namespace
+from conf.settings import MountSettings
 from proxy.http import Request
 from proxy.operations import BY_NAME, OPERATIONS
-from proxy.policy import authorize
+from proxy.policy import OPEN, Policy, authorize, denied_keys
+from proxy.policyfile import mount_rules
 
 ALL = frozenset(op.name for op in OPERATIONS)
+PER_KEY = frozenset(op.name for op in OPERATIONS if op.per_key)  # judged key by key: denied_keys
 WRITES = frozenset(op.name for op in OPERATIONS if op.writes)
 READS = ALL - WRITES
 WRITE_ONLY_READS = frozenset(op.name for op in OPERATIONS if op.write_only_ok)
-STORE = cast(UnderStore, object())  # authorize never touches a store
 
 
-def namespace() -> Namespace:
-    return Namespace([
-        Mount("ro", STORE, "ro-target", mode="read-only"),
-        Mount("wo", STORE, "wo-target", mode="write-only"),
-        Mount("rw", STORE, "rw-target", mode="read-write"),
-        Mount("team", STORE, "team-target", users=frozenset({"alice", "bob"})),
-        Mount("team-ro", STORE, "t", mode="read-only", users=frozenset({"alice"})),
-    ], STORE, default_cached=False)
+def policy() -> Policy:
+    mounts = [
+        MountSettings(bucket="ro", uri="s3://ro-target", mode="read-only"),
+        MountSettings(bucket="wo", uri="s3://wo-target", mode="write-only"),
+        MountSettings(bucket="rw", uri="s3://rw-target", mode="read-write"),
+        MountSettings(bucket="team", uri="s3://team-target", users=["alice", "bob"]),
+        MountSettings(bucket="team-ro", uri="s3://t", mode="read-only", users=["alice"]),
+    ]
+    return Policy(mount_rules(mounts, OPERATIONS))
 
 
 async def _receive() -> dict[str, object]:
@@ -40,7 +41,8 @@ async def _receive() -> dict[str, object]:
 def request(operation: str, bucket: str, key: str = "k", user: str | None = "alice",
             copy_source: str | None = None) -> Request:
     headers = [(b"x-amz-copy-source", copy_source.encode())] if copy_source is not None else []
-    path = f"/{bucket}/{key}" if bucket and key else f"/{bucket}"
+    level = BY_NAME[operation].route[1]
+    path = f"/{bucket}/{key}" if level == "object" else f"/{bucket}" if level == "bucket" else "/"
     req = Request({"method": BY_NAME[operation].method, "path": path, "query_string": b"", "headers": headers},
                   _receive)
     req.operation = operation
@@ -48,15 +50,21 @@ def request(operation: str, bucket: str, key: str = "k", user: str | None = "ali
     return req
 
 
-def denied(operation: str, bucket: str, **kwargs: object) -> S3Error:
+def denied(operation: str, bucket: str, **kwargs: Any) -> S3Error:
+    if operation in PER_KEY:
+        assert denied_keys(policy(), request(operation, bucket, **kwargs), operation, ["k"]) == {"k"}
+        decision = policy().decide(kwargs.get("user", "alice"), (), operation, bucket, "k")
+        return S3Error("AccessDenied", decision.reason if decision.told else "Access Denied")
     with pytest.raises(S3Error) as caught:
-        authorize(namespace(), request(operation, bucket, **kwargs), BY_NAME[operation])  # type: ignore[arg-type]
+        authorize(policy(), request(operation, bucket, **kwargs), BY_NAME[operation])
     assert caught.value.code == "AccessDenied" and caught.value.status == 403
     return caught.value
 
 
-def allowed(operation: str, bucket: str, **kwargs: object) -> None:
-    authorize(namespace(), request(operation, bucket, **kwargs), BY_NAME[operation])  # type: ignore[arg-type]
+def allowed(operation: str, bucket: str, **kwargs: Any) -> None:
+    if operation in PER_KEY:
+        assert denied_keys(policy(), request(operation, bucket, **kwargs), operation, ["k"]) == set()
+    authorize(policy(), request(operation, bucket, **kwargs), BY_NAME[operation])
 
 
 def test_every_operation_is_classified() -> None:
@@ -97,8 +105,8 @@ def test_read_write_and_unmounted_buckets_allow_everything(operation: str) -> No
 def test_users_restriction(operation: str) -> None:
     allowed(operation, "team", user="alice")
     allowed(operation, "team", user="bob")
-    assert "mallory" in denied(operation, "team", user="mallory").message
-    assert "anonymous" in denied(operation, "team", user=None).message
+    assert denied(operation, "team", user="mallory").message == "Access Denied"  # who may is not told
+    assert denied(operation, "team", user=None).message == "Access Denied"
 
 
 def test_users_and_mode_together() -> None:
@@ -111,8 +119,15 @@ def test_service_level_requests_are_not_bucket_checked() -> None:
     allowed("ListBuckets", "", user=None)
 
 
-def test_no_namespace_means_no_policy() -> None:
-    authorize(None, request("PutObject", "ro"), BY_NAME["PutObject"])
+def test_no_policy_file_and_no_mounts_allow_everything() -> None:
+    assert OPEN.open and not policy().open
+    authorize(OPEN, request("PutObject", "ro"), BY_NAME["PutObject"])
+    assert denied_keys(OPEN, request("DeleteObjects", "ro"), "DeleteObjects", ["a", "b"]) == set()
+
+
+def test_delete_objects_is_judged_per_key_not_up_front() -> None:
+    authorize(policy(), request("DeleteObjects", "ro"), BY_NAME["DeleteObjects"])  # the handler asks per key
+    assert denied_keys(policy(), request("DeleteObjects", "ro"), "DeleteObjects", ["a", "b"]) == {"a", "b"}
 
 
 @pytest.mark.parametrize("operation", ["CopyObject", "UploadPartCopy"])

@@ -34,6 +34,7 @@ from proxy.handlers.objects import MAX_DELETE_KEYS, delete_objects
 from proxy.handlers.tagging import put_bucket_tagging, put_object_tagging
 from proxy.http import Request, Response
 from proxy.operations import OPERATIONS, SELECTORS, UNSUPPORTED, Operation, resolve
+from proxy.policy import OPEN
 from proxy.sigv4verify import presigned_window, verify
 
 # The same 200 examples every run, so CI is repeatable; S3CACHE_HYPOTHESIS_EXPLORE=1 draws new ones each run.
@@ -102,7 +103,7 @@ class FakeStore:
 
 
 def context(store: FakeStore) -> Context:
-    return cast(Context, SimpleNamespace(store=store))
+    return cast(Context, SimpleNamespace(store=store, policy=OPEN))
 
 
 Handler = Callable[[Context, Request], Awaitable[Response]]

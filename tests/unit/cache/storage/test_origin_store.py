@@ -16,7 +16,8 @@ from defusedxml import ElementTree
 
 from cache.s3.errors import S3Error
 from cache.s3.model import BodyChecksums, NewObject, SentChecksums, WriteConditions
-from cache.storage.origin.signing import Credentials, Signer
+from cache.storage.origin.credentials import Credentials
+from cache.storage.origin.signing import Signer
 from cache.storage.origin.store import S3Store
 from cache.storage.origin.transport import HttpxTransport
 
@@ -151,7 +152,7 @@ def test_valueless_sub_resources_are_bare_keywords() -> None:
 
 def test_a_signer_adds_sigv4_headers() -> None:
     recorder = Recorder(lambda request: httpx.Response(200, headers=HEAD_OK))
-    signer = Signer(Credentials("AKIDEXAMPLE", "secret"), "eu-west-3")
+    signer = Signer(lambda: Credentials("AKIDEXAMPLE", "secret"), "eu-west-3")
     call(make_store(recorder, signer=signer), "head_object", "bkt", "a b")
     headers = recorder.last.headers
     auth = headers["authorization"]
