@@ -127,7 +127,8 @@ def _count(values: dict[str, int]) -> str:
     return " / ".join(str(values[w]) for w in WORKER_IDS)
 
 
-def report(samples: list[Sample], overall: dict[str, Any], args: argparse.Namespace, plot: Path) -> str:
+def report(samples: list[Sample], overall: dict[str, Any], args: argparse.Namespace, plot: Path,
+           heading: list[str]) -> str:
     start, end = samples[0], samples[-1]
     warm, half = at(samples, WARM_UP_S), at(samples, end.elapsed_s / 2)
     failures: dict[str, int] = {}
@@ -135,12 +136,13 @@ def report(samples: list[Sample], overall: dict[str, Any], args: argparse.Namesp
         for kind, count in sample.failures.items():
             failures[kind] = failures.get(kind, 0) + count
     requests, errors = overall.get("requests", 0), overall.get("errors", 0)
-    lines = header("Soak: three workers behind nginx over a remote-looking origin", [
-        f"{args.minutes:g} minutes, {args.users} locust users (no wait), relay {args.latency_ms:g} ms first byte and "
+    lines = [*heading]
+    lines[-1:-1] = [  # before header()'s closing blank line
+        f"- {args.minutes:g} minutes, {args.users} locust users (no wait), relay {args.latency_ms:g} ms first byte and "
         f"{args.mbps:g} MB/s per connection; {args.small} small objects of 16 KiB (Zipf s=1.1), {args.large} of "
         f"{args.large_size}; mix 70 small GET / 20 1 MiB ranged GET / 6 LIST / 3 PUT 64 KiB / 1 DELETE",
-        "workers: 1 MiB blocks, 512 MiB cache each, one Redis, nginx with the shipped configuration",
-        f"command: python benchmarks/soak.py --minutes {args.minutes:g} --users {args.users}"])
+        "- workers: 1 MiB blocks, 512 MiB cache each, one Redis, nginx with the shipped configuration",
+        f"- command: python benchmarks/soak.py {' '.join(sys.argv[1:])}".rstrip()]
     lines += [
         "| requests | errors | error rate | p50 | p99 | req/s |", "|---|---|---|---|---|---|",
         f"| {requests} | {errors} | {errors / requests if requests else 0:.4%} | {overall.get('p50_ms', 0):.1f} ms | "
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sigterm_raises()
     large_bytes = parse_size(args.large_size)
+    heading = header("Soak: three workers behind nginx over a remote-looking origin", [])  # the commit at the start
     workdir = Path(tempfile.mkdtemp(prefix="s3cache-soak-"))
     moto = RangedMoto(workdir)
     relay: ProxyProcess | None = None
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "benchmarks" / "results" / f"soak-{stamp}.md"
     plot = out.with_suffix(".png")
     draw(samples, args.sample_s, plot, f"soak {args.minutes:g} min, {args.users} users, three workers behind nginx")
-    text = report(samples, overall, args, plot)
+    text = report(samples, overall, args, plot, heading)
     out.write_text(text)
     print(text)
     print(f"written to {out.relative_to(ROOT)} and {plot.relative_to(ROOT)}")
