@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -30,7 +31,7 @@ from cache.blocks.reader import block_id
 from cache.cluster.placement import owner, placement_id
 from rig.cluster import SECRET, WORKER_IDS, Cluster
 from rig.origin import CountingProxy, MotoOrigin
-from rig.processes import ROOT
+from rig.processes import ROOT, Worker
 from rig.redis import RedisServer
 from tests.conftest import make_client
 
@@ -204,3 +205,17 @@ def test_an_interrupted_load_resumes_without_refetching_what_was_done(
     finally:
         rig.stop()
         slow.stop()
+
+
+def test_head_only_if_cached_on_one_worker(worker: Worker, backend: str, s3: Any, bucket: str) -> None:
+    """One worker over a directory (its objects are local: always 200) or over an S3 origin (504 until read)."""
+    data = os.urandom(MiB + 5)
+    s3.put_object(Bucket=bucket, Key="k", Body=data)
+    url = f"{worker.url}/{bucket}/k"
+    before = httpx.head(url, headers={"cache-control": "only-if-cached"}, timeout=30)
+    assert before.status_code == (200 if backend == "dir" else 504)
+    assert before.headers["content-length"] == (str(len(data)) if backend == "dir" else "0")
+    read_all(worker.url, bucket, {"k": data})
+    after = httpx.head(url, headers={"cache-control": "only-if-cached"}, timeout=30)
+    assert after.status_code == 200 and after.headers["content-length"] == str(len(data))
+    assert after.headers["etag"] == httpx.head(url, timeout=30).headers["etag"]
