@@ -21,6 +21,8 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from cache.blocks.reader import Served, served
+from cache.cluster.connect import ERRORS as REDIS_ERRORS
+from cache.cluster.view import read_view
 from cache.s3.errors import S3Error
 from cache.s3.names import bucket_name_error
 from conf.settings import Settings
@@ -56,7 +58,7 @@ def _admin_app(ctx: Context, metrics: Metrics, draining: Callable[[], bool]) -> 
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def status(_: StarletteRequest) -> JSONResponse:
-        return JSONResponse(status_report(ctx, metrics))
+        return JSONResponse(await status_report(ctx, metrics))
 
     async def readyz(_: StarletteRequest) -> JSONResponse:
         if draining():
@@ -75,8 +77,9 @@ def _admin_app(ctx: Context, metrics: Metrics, draining: Callable[[], bool]) -> 
     ])
 
 
-def status_report(ctx: Context, metrics: Metrics) -> dict[str, Any]:
-    """What `s3cache status` shows: this worker, its cache, and the cluster it sees."""
+async def status_report(ctx: Context, metrics: Metrics) -> dict[str, Any]:
+    """What `s3cache status` shows: this worker, its cache, and the cluster as Redis records it (read now; with
+    Redis unreachable, this worker's last snapshot of the live set and the reason)."""
     stack = ctx.stack
     settings = ctx.settings
     report: dict[str, Any] = {
@@ -89,8 +92,14 @@ def status_report(ctx: Context, metrics: Metrics) -> dict[str, Any]:
     if stack is not None and stack.registry is not None and stack.cluster is not None:
         registry = stack.registry
         report["worker"]["id"] = stack.cluster.worker_id
-        report["cluster"] = {"redis": registry.url, "redis_up": registry.healthy, "workers": [
-            vars(member) for member in sorted(registry.members.values(), key=lambda m: m.id)]}
+        cluster: dict[str, Any] = {"redis": registry.url, "redis_up": True, "master": registry.master}
+        try:
+            cluster.update(await read_view(registry.redis, registry.ns))
+        except REDIS_ERRORS as exc:
+            cluster.update(redis_up=False, error=f"{type(exc).__name__}: {exc}", block_size_bytes=None,
+                           workers=[{**vars(member), "live": True} for member in
+                                    sorted(registry.members.values(), key=lambda m: m.id)])
+        report["cluster"] = cluster
     return report
 
 
@@ -125,6 +134,8 @@ class S3App:
         self.ctx = ctx
         self.stack = stack
         self.metrics = Metrics(stack)
+        if stack is not None and stack.registry is not None:
+            stack.registry.stats = self.metrics.heartbeat_stats  # heartbeats carry what `s3cache status` shows
         self.draining = False  # set on SIGTERM: readyz answers 503 while requests in flight finish
         self.admin = _admin_app(ctx, self.metrics, lambda: self.draining)
         self.access = ctx.settings.log.access_log

@@ -6,6 +6,8 @@ read, through prometheus_client's custom-collector API (the exposition format is
 
 from __future__ import annotations
 
+import os
+import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 if TYPE_CHECKING:
     from proxy.context import Stack
 
+SOURCES = ("local", "peer", "origin")  # where a client's block came from (cache.blocks.reader counts them)
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -27,6 +30,7 @@ class Metrics:
         self.bytes_sent: Counter[str] = Counter()
         self.latency: dict[str, list[float]] = {}  # operation -> bucket counts..., +Inf count, sum
         self.refused: Counter[str] = Counter()  # S3 requests answered 503 SlowDown by admission control, by reason
+        self._last_heartbeat = (time.monotonic(), 0)  # (when, requests then): the rate a heartbeat publishes
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -38,6 +42,27 @@ class Metrics:
             counts = self.latency[operation] = [0.0] * (len(LATENCY_BUCKETS_S) + 2)
         counts[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         counts[-1] += seconds
+
+    def heartbeat_stats(self) -> dict[str, float]:
+        """What this worker publishes with each heartbeat (cache.cluster.registry), for `s3cache status`: its cache's
+        stats, its block size, the free space of the cache's disk, requests answered and their rate since the last
+        heartbeat, and the bytes its clients read by where they came from."""
+        stats: dict[str, float] = {}
+        stack = self.stack
+        if stack is not None and stack.blocks is not None:
+            stats.update(stack.blocks.stats())
+            disk = os.statvfs(stack.blocks.directory)
+            stats.update(disk_free_bytes=disk.f_bavail * disk.f_frsize, disk_size_bytes=disk.f_blocks * disk.f_frsize)
+        if stack is not None and stack.reader is not None:
+            stats["block_size_bytes"] = stack.reader.block_size
+            for source in SOURCES:
+                stats[f"served_{source}_bytes"] = stack.reader.served_bytes[source]
+        now, requests = time.monotonic(), sum(self.requests.values())
+        then, before = self._last_heartbeat
+        stats["requests"] = requests
+        stats["requests_per_s"] = (requests - before) / (now - then) if now > then else 0.0
+        self._last_heartbeat = (now, requests)
+        return stats
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

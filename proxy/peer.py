@@ -6,14 +6,19 @@ cache or filled here from the origin, never forwarded again (no loops). lo == hi
 ``GET /_s3cache/peer/meta?b=&k=&i=&w=``: this worker owns block i of an object the asking worker does not know
 yet (w=1: the client reads it whole); it opens the object here (one origin request, for block i, which then
 fills here) and answers the metadata as JSON (``ObjectMeta.to_json``).
+``POST /_s3cache/peer/free?b=&p=`` (`s3cache free`, signed the same way by the operator's command): drop every block
+of the objects under prefix p of bucket b (this worker's names for them) from this worker and the placement map;
+answers what went as JSON.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from urllib.parse import parse_qsl
 
-from cache.cluster.peers import EXPIRES_HEADER, META_PATH, PEER_PATH, SIGNATURE_HEADER, verify_request
+from cache.blocks.prefix import free_prefix
+from cache.cluster.peers import EXPIRES_HEADER, FREE_PATH, META_PATH, PEER_PATH, SIGNATURE_HEADER, verify_request
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
 from proxy.context import Context
@@ -22,7 +27,7 @@ from proxy.http import Receive, Response, Scope, Send, send_response
 
 log = logging.getLogger("s3cache.peer")
 _CHUNK_BYTES = 1 << 20
-PATHS = frozenset({PEER_PATH, META_PATH})
+PATHS = frozenset({PEER_PATH, META_PATH, FREE_PATH})
 
 
 def _query(ctx: Context, scope: Scope) -> dict[str, str]:
@@ -75,7 +80,23 @@ async def _meta(ctx: Context, q: dict[str, str]) -> Response:
     return Response(200, {"content-type": "application/json", "content-length": str(len(body))}, body, len(body))
 
 
-HANDLERS = {PEER_PATH: _block, META_PATH: _meta}
+async def _free(ctx: Context, q: dict[str, str]) -> Response:
+    stack = ctx.stack
+    if "b" not in q or "p" not in q:
+        raise S3Error("InvalidRequest", "Malformed free request")
+    found = {"objects": 0, "blocks": 0, "bytes": 0}
+    namespace = ctx.namespace
+    if stack is not None and stack.reader is not None and stack.cached is not None and namespace is not None \
+            and namespace.mount(q["b"]).cached:
+        bucket, prefix = namespace.origin_name(q["b"], q["p"])
+        found = vars(await free_prefix(stack.reader, stack.cached, bucket, prefix))
+        log.info("freed %d blocks (%d bytes) of %d objects under %s/%s", found["blocks"], found["bytes"],
+                 found["objects"], bucket, prefix)
+    body = json.dumps(found).encode()
+    return Response(200, {"content-type": "application/json", "content-length": str(len(body))}, body, len(body))
+
+
+HANDLERS = {PEER_PATH: _block, META_PATH: _meta, FREE_PATH: _free}
 
 
 async def serve_peer(ctx: Context, scope: Scope, receive: Receive, send: Send) -> None:

@@ -20,7 +20,7 @@ import boto3
 from botocore.config import Config
 
 from rig.nginx import Nginx
-from rig.origin import ORIGIN_ENV, MotoOrigin
+from rig.origin import ORIGIN_ENV, CountingProxy, MotoOrigin, ProxyProcess
 from rig.processes import Worker, s3_env
 from rig.redis import RedisServer
 
@@ -45,7 +45,7 @@ class Access:
 @dataclass
 class Cluster:
     mode: str
-    origin: MotoOrigin
+    origin: MotoOrigin | CountingProxy | ProxyProcess  # moto, or moto through a counting or slowing relay
     workdir: Path
     redis: RedisServer
     workers: dict[str, Worker] = field(default_factory=dict)

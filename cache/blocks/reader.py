@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -121,6 +122,14 @@ class BlockReader:
         # where a sequential reader left off, and the read-ahead window it has earned
         self._next_offset: Bounded[tuple[str, str, str], tuple[int, int]] = Bounded(_SEQUENTIAL_TRACKED)
         self.origin_fetches = 0
+        self.served_bytes: Counter[str] = Counter()  # bytes of client reads by where they came from: local/peer/origin
+
+    def _served(self, source: str, nbytes: int) -> None:
+        """A client's read of one block is done: count it on its request and by bytes (a peer's read has no
+        request, and is counted by the worker whose client asked)."""
+        if (record := served.get()) is not None:
+            setattr(record, source, getattr(record, source) + 1)
+            self.served_bytes[source] += nbytes
 
     @property
     def waiting_fills(self) -> int:
@@ -287,15 +296,13 @@ class BlockReader:
         bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
         if bid in self.blocks:
             try:
+                wanted = hi - lo
                 for offset in range(lo, hi, chunk_bytes):
                     yield await self.blocks.read(bid, offset, min(hi, offset + chunk_bytes))
                     lo = min(hi, offset + chunk_bytes)
                 self.blocks.hits += 1
-                if (record := served.get()) is not None:
-                    if bid in record.adopted:
-                        record.origin += 1
-                    else:
-                        record.local += 1
+                record = served.get()
+                self._served("origin" if record is not None and bid in record.adopted else "local", wanted)
                 return
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
@@ -308,13 +315,13 @@ class BlockReader:
                 route = []  # read from the copy being made, below
             for target in route:
                 try:
+                    began = lo
                     async for piece in self.peers.read_block(self.cluster.url_of(target), bucket, meta, index, lo, hi):
                         lo += len(piece)
                         yield piece
                     if lo >= hi:
                         self.peer_reads += 1
-                        if (record := served.get()) is not None:
-                            record.peer += 1
+                        self._served("peer", hi - began)
                         return
                     raise PeerUnavailable(f"{target} sent a short block")
                 except (PeerUnavailable, KeyError) as exc:
@@ -325,11 +332,7 @@ class BlockReader:
                 yield piece
             return
         self.blocks.misses += 1
-        if (record := served.get()) is not None:
-            if copying:
-                record.peer += 1
-            else:
-                record.origin += 1
+        self._served("peer" if copying else "origin", hi - lo)
         fill = self._fill(bucket, meta, index)
         position = lo
         while position < hi:

@@ -35,6 +35,7 @@ _SIGNATURE_VERSION = "s3cache-peer-1"
 _MAX_EXPIRY_DIGITS = 12
 PEER_PATH = "/_s3cache/peer/block"
 META_PATH = "/_s3cache/peer/meta"  # a cold open: the owner of block i opens the object and answers its metadata
+FREE_PATH = "/_s3cache/peer/free"  # `s3cache free`: drop a prefix's blocks here and from the placement map
 _CHUNK_BYTES = 1 << 20
 
 

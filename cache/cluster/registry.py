@@ -3,7 +3,11 @@
 Keys (``<ns>`` is the namespace, "s3cache" by default)::
 
     <ns>:workers                 ZSET  worker id -> expiry (unix s): the live set is what has not expired
-    <ns>:worker:<id>             HASH  url, capacity, used, blocks, hits, misses (expires with the heartbeat)
+    <ns>:worker:<id>             HASH  url, started, heartbeat (unix s), heartbeat_ttl_s, the worker's stats (capacity,
+                                       used, blocks, hits, misses, bytes served by source, requests/s...), the
+                                       Redis master it writes to and its last failover (expires with the heartbeat)
+    <ns>:seen                    HASH  worker id -> url and last heartbeat (JSON): what `s3cache status` flags when a
+                                       worker stops heartbeating without leaving; a worker that leaves removes itself
     <ns>:config                  HASH  block_size_bytes: the cluster's, recorded by the first member to join
     <ns>:blk:<block id>          SET   ids of the workers holding that block
 
@@ -28,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cache.bounded import Bounded
 from cache.cluster.connect import ERRORS, Client, close, connect, is_sentinel, masters, parse
@@ -84,6 +90,8 @@ class Registry:
         self.ttl_s = heartbeat_ttl_s
         self.ns = namespace
         self.stats = stats or (lambda: {})
+        self.started = time.time()
+        self.failover: tuple[float, str, str] | None = None  # (when, old master, new master): the last one seen
         self.members: dict[str, Member] = {}  # the live snapshot
         self.healthy = False
         self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
@@ -130,8 +138,7 @@ class Registry:
         self.registering_paused = True
         with contextlib.suppress(*ERRORS):
             if self.registering:
-                await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
-                await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
+                await self._forget_self()
                 log.info("left the cluster: %s is no longer a placement target", self.worker_id)
 
     async def stop(self) -> None:
@@ -151,8 +158,7 @@ class Registry:
         with contextlib.suppress(Exception):
             await self._flush_once()
             if self.registering:
-                await self.redis.zrem(f"{self.ns}:workers", self.worker_id)
-                await self.redis.delete(f"{self.ns}:worker:{self.worker_id}")
+                await self._forget_self()
         with contextlib.suppress(Exception):
             await close(self.redis)
 
@@ -178,13 +184,13 @@ class Registry:
         lost = False  # this worker was missing from the live set: Redis restarted empty, or the worker expired
         try:
             if self.registering:
-                stats = self.stats()
-                expiry = time.time() + self.ttl_s
+                now = time.time()
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.zadd(f"{self.ns}:workers", {self.worker_id: expiry})
-                    pipe.hset(f"{self.ns}:worker:{self.worker_id}", mapping={
-                        "url": self.advertise_url, **{k: str(int(v)) for k, v in stats.items()}})
+                    pipe.zadd(f"{self.ns}:workers", {self.worker_id: now + self.ttl_s})
+                    pipe.hset(f"{self.ns}:worker:{self.worker_id}", mapping=self._record(now))
                     pipe.expire(f"{self.ns}:worker:{self.worker_id}", int(self.ttl_s * 2) + 1)
+                    pipe.hset(f"{self.ns}:seen", self.worker_id,
+                              json.dumps({"url": self.advertise_url, "heartbeat": now, "started": self.started}))
                     lost = bool((await pipe.execute())[0])  # ZADD counts members it added
             else:
                 await self.redis.ping()
@@ -201,6 +207,7 @@ class Registry:
             self.master = master
         if moved:
             log.warning("Redis at %s: the master is now %s (was %s)", self.url, master, was)
+            self.failover = (time.time(), str(was), str(master))
         if not was_healthy or lost or moved:  # a Redis restart between two heartbeats is noticed here too
             self._hold_members_until = time.monotonic() + self.ttl_s
             if master is None:
@@ -208,6 +215,23 @@ class Registry:
             else:
                 log.info("Redis at %s reachable: joined as %s (master %s)", self.url, self.worker_id, master)
             await self._rejoin()
+
+    def _record(self, now: float) -> dict[Any, str]:  # Any: redis-py types its keys as a wide union
+        """This worker's hash in Redis: its stats and where it stands (numbers as Redis strings)."""
+        record = {"url": self.advertise_url, "started": f"{self.started:.3f}", "heartbeat": f"{now:.3f}",
+                  "heartbeat_ttl_s": f"{self.ttl_s:g}", "master": self.master or ""}
+        record.update({k: str(int(v)) if float(v).is_integer() else f"{v:.3f}" for k, v in self.stats().items()})
+        if self.failover is not None:
+            record.update(failover_at=f"{self.failover[0]:.3f}", failover_from=self.failover[1])
+        return record
+
+    async def _forget_self(self) -> None:
+        """Leave the live set and the seen record: a worker that stops on purpose is not a missing one."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(f"{self.ns}:workers", self.worker_id)
+            pipe.delete(f"{self.ns}:worker:{self.worker_id}")
+            pipe.hdel(f"{self.ns}:seen", self.worker_id)
+            await pipe.execute()
 
     async def _rejoin(self) -> None:
         """After an outage (or a Redis restart that lost everything): republish what this worker holds."""

@@ -20,7 +20,7 @@ import uvicorn
 from conf.settings import REVEAL_SECRETS, ConfigError, Settings, load_settings
 from proxy import logs
 from proxy.app import SETTINGS_ENV, build_app
-from proxy.cli import check, load, policy, sidecar, status
+from proxy.cli import check, free, load, policy, sidecar, status
 from proxy.cli.protocol import S3Protocol, connection_limits
 from proxy.cli.tls import TlsListener
 from proxy.stack import listen_url
@@ -35,7 +35,8 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: dict[str, Command] = {"sidecar": sidecar, "load": load, "check": check, "status": status, "policy": policy}
+COMMANDS: dict[str, Command] = {"sidecar": sidecar, "load": load, "free": free, "check": check, "status": status,
+                               "policy": policy}
 
 # flag -> (section, field): the CLI layer of the settings, above file and environment.
 SERVE_FLAGS: dict[str, tuple[str, str]] = {

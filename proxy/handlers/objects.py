@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from cache.blocks.prefix import cached
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import NewObject, ObjectMeta
+from cache.storage.directory.store import DirectoryStore
 from proxy.body import body_check, decoded_body, read_xml_body, sent_checksums
 from proxy.conditions import check_preconditions, parse_range, part_number, range_start
 from proxy.context import Context
@@ -65,6 +67,21 @@ async def _head_part(ctx: Context, request: Request, number: int) -> Response:
     return Response(status, headers)
 
 
+async def _held(ctx: Context, request: Request, meta: ObjectMeta) -> bool:
+    """Is every block of this version in the cluster's cache (`s3cache load` skips what is)? A directory's
+    objects are local already; an origin read through without a cache holds nothing."""
+    stack, namespace = ctx.stack, ctx.namespace
+    if stack is None or namespace is None:
+        return True
+    mount = namespace.mount(request.bucket)
+    if not mount.cached:
+        return isinstance(mount.store, DirectoryStore)
+    if stack.reader is None:
+        return False
+    bucket, key = namespace.origin_name(request.bucket, request.key)
+    return await cached(stack.reader, bucket, key, meta.etag, meta.size)
+
+
 async def head_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
     number = part_number(request.query, request.headers)
@@ -73,6 +90,8 @@ async def head_object(ctx: Context, request: Request) -> Response:
     checksum_mode = request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     meta = await ctx.store.head_object(request.bucket, request.key, checksums=checksum_mode)
     check_preconditions(request.headers, meta)
+    if "only-if-cached" in request.headers.get("cache-control", "").lower() and not await _held(ctx, request, meta):
+        return Response(504, {"content-length": "0"})  # RFC 9111 5.2.1.7: not all of it is in the cache
     headers = object_headers(meta)
     span = parse_range(request.headers.get("range"), meta.size)
     if span is None:

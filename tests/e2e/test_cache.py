@@ -721,8 +721,9 @@ def test_load_warms_a_prefix_so_reads_need_no_origin(cached: Worker, counting: C
                            "--endpoint", cached.url, "--concurrency", "3"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     total = sum(len(data) for data in objects.values())
-    assert done.stdout.startswith(f"warmed 4 objects, {total} bytes of s3://{origin_bucket}/set/ in ")
-    assert "warming 4 objects" in done.stderr  # the progress bar
+    assert done.stdout.startswith(f"loaded 3 objects, {total} bytes of s3://{origin_bucket}/set/ in ")
+    assert done.stdout.strip().endswith("; 1 objects (0 bytes) already cached, skipped")  # empty: no block to fetch
+    assert "4/4 objects, 1 cached, 0 failed" in done.stderr  # the progress bar
     for key, data in objects.items():
         if data:
             assert fetched(counting, origin_bucket, key, len(data)) == blocks(len(data))
