@@ -23,6 +23,7 @@ from pydantic import (
     SecretStr,
     SerializationInfo,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -100,11 +101,27 @@ class ServerSettings(_Section):
     max_inflight_requests: int = Field(512, ge=0, description="S3 requests answered at once per process; one "
                                        "more is refused at once with 503 SlowDown and Retry-After: 1, which SDKs "
                                        "retry (0: no limit).")
+    domains: list[str] = Field(default_factory=list, description="Domains served virtual-hosted-style: a Host of "
+                               "<bucket>.<domain> names the bucket (bucket.s3cache.example.com/key); a Host that is a "
+                               "domain itself, or any other, is path style. Empty: path style only. Comma-separated "
+                               "in the environment.")
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domain_list(cls, value: object) -> object:
+        """The environment gives a string: domains separated by commas. Hosts compare without case or final dot."""
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list):
+            return [item.strip().lower().rstrip(".") for item in items if isinstance(item, str) and item.strip()]
+        return items
 
 
 class StorageSettings(_Section):
     data_dir: Path = Field(Path("data"), description="Directory under storage: each sub-directory is a bucket.")
     fsync: bool = Field(False, description="fsync objects before they are renamed into place (durability vs. speed).")
+    write_lock_wait_s: float = Field(10.0, gt=0, description="How long a write waits for the key while another write "
+                                     "of it holds it (a conditional write holds it from its judgement to its end, "
+                                     "in a cluster through Redis); past it, 409 ConditionalRequestConflict.")
 
 
 class OriginSettings(_Section):

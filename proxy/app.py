@@ -130,6 +130,7 @@ class S3App:
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
         self.legacy_names = ctx.settings.origin.endpoint is not None
+        self.domains = tuple(ctx.settings.server.domains)  # virtual-hosted-style: the bucket named by the Host
         # admission control: past either bound an S3 request is refused at once (503 SlowDown), never queued
         self.inflight = 0  # S3 requests in S3App.s3 right now
         self.max_inflight = ctx.settings.server.max_inflight_requests
@@ -176,7 +177,7 @@ class S3App:
         try:
             self._admit()
             check_header_section(scope["headers"], self.max_header_bytes, self.max_headers)
-            request = Request(scope, receive)
+            request = Request(scope, receive, self.domains)
             if request.bucket and request.bucket not in self.mounted:
                 # A name no bucket can have is refused before anything reads the body: S3 judges the name first
                 # (PUT /..?tagging with a body is InvalidBucketName, not MalformedXML).

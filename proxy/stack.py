@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 from cache.blocks.metadata import CachedStore
 from cache.blocks.reader import BlockReader
 from cache.blocks.store import BlockStore
+from cache.cluster.locks import RedisLocks
 from cache.cluster.peers import Peers
 from cache.cluster.registry import Registry
 from cache.cluster.routing import Cluster
 from cache.s3.errors import S3Error
 from cache.storage.base import UnderStore
 from cache.storage.directory.store import DirectoryStore
+from cache.storage.locks import LocalLocks
 from cache.storage.namespace import Mount, Namespace
 from cache.storage.origin.signing import Signer, resolve_credentials
 from cache.storage.origin.store import S3Store
@@ -46,7 +48,8 @@ def _origin(settings: Settings) -> S3Store | None:
     signer = Signer(credentials, o.region) if credentials else None
     return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
                    connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
-                   max_connections=o.max_connections, http_client=o.http_client, tls=tls)
+                   max_connections=o.max_connections, http_client=o.http_client, tls=tls,
+                   locks=LocalLocks(settings.storage.write_lock_wait_s))
 
 
 def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bool, fsync: bool) -> Mount:
@@ -61,7 +64,8 @@ def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bo
     if uri.scheme == "file":
         directory = Path(uri.netloc + uri.path)
         directory.mkdir(parents=True, exist_ok=True)
-        store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory})
+        store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory},
+                               write_lock_wait_s=settings.storage.write_lock_wait_s)
         return Mount(m.bucket, store, m.bucket, "", m.mode, users, cached=False)
     raise ConfigError(f"mounts.{index}.uri: {m.uri!r} is neither s3://bucket[/prefix] nor file:///directory")
 
@@ -105,7 +109,8 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
 
 
 def build_stack(settings: Settings) -> Stack:
-    directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync)
+    directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync,
+                               write_lock_wait_s=settings.storage.write_lock_wait_s)
     origin = _origin(settings)
     if origin is None and not settings.mounts and not settings.cluster.redis_url:
         return Stack(directory)
@@ -118,6 +123,8 @@ def build_stack(settings: Settings) -> Stack:
     registry = cluster = peers = None
     if settings.cluster.redis_url:
         registry, cluster, peers = _cluster(settings, blocks)
+        if origin is not None:  # conditional writes hold their key for the whole cluster
+            origin.locks = RedisLocks(registry.redis, settings.cluster.namespace, settings.storage.write_lock_wait_s)
     # Blocks are read by their origin names (bucket and key at the origin), so they are shared across workers and
     # sidecars whatever their mounts call the bucket; peers are asked for them by those names too.
     reader = BlockReader(blocks, c.block_size_bytes, origin.read_range if origin is not None else _no_origin,

@@ -23,6 +23,7 @@ from cache.bounded import Bounded
 from cache.cluster.registry import Registry
 from cache.s3.errors import S3Error
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -253,15 +254,17 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         finally:
             await self.invalidate(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         try:
-            await self.origin.delete_object(bucket, key)
+            await self.origin.delete_object(bucket, key, conditions)
         finally:
             await self.invalidate(bucket, key)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         try:
-            return await self.origin.delete_objects(bucket, keys)
+            return await self.origin.delete_objects(bucket, keys, if_match)
         finally:
             await self.invalidate(bucket, *keys)
 

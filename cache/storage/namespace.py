@@ -15,6 +15,7 @@ from typing import Literal
 
 from cache.s3.errors import S3Error, no_such_bucket
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListEntry,
     ListPage,
@@ -151,13 +152,15 @@ class Namespace:
         written = await dst.store.put_object(dst.target, dst.key(key), body, new, WriteConditions(), size=meta.size)
         return self._unmeta(dst, written)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         m = self.mount(bucket)
-        await m.store.delete_object(m.target, m.key(key))
+        await m.store.delete_object(m.target, m.key(key), conditions)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         m = self.mount(bucket)
-        return await m.store.delete_objects(m.target, [m.key(key) for key in keys])
+        return await m.store.delete_objects(m.target, [m.key(key) for key in keys], if_match)
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         m = self.mount(bucket)

@@ -12,7 +12,10 @@ from proxy.headers import (
     check_acl_headers,
     check_version_id,
     copy_source,
+    delete_conditions,
+    etag_condition,
     new_object,
+    no_write_conditions,
     object_headers,
     tags_from_header,
     write_conditions,
@@ -140,6 +143,7 @@ def _directive(request: Request, header: str) -> str:
 
 async def copy_object(ctx: Context, request: Request) -> Response:
     check_acl_headers(request)  # whatever the metadata directive
+    no_write_conditions(request)
     src_bucket, src_key = copy_source(request)
     metadata_directive = _directive(request, "x-amz-metadata-directive")
     tagging_directive = _directive(request, "x-amz-tagging-directive")
@@ -160,7 +164,7 @@ async def copy_object(ctx: Context, request: Request) -> Response:
 
 async def delete_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
-    await ctx.store.delete_object(request.bucket, request.key)
+    await ctx.store.delete_object(request.bucket, request.key, delete_conditions(request))
     return Response(204)
 
 
@@ -175,14 +179,15 @@ async def delete_objects(ctx: Context, request: Request) -> Response:
         key = child_text(item, "Key")
         if key is None:
             raise S3Error("MalformedXML", "Each Object must have a Key")
-        items.append((key, child_text(item, "VersionId")))
+        items.append((key, child_text(item, "VersionId"), etag_condition(child_text(item, "ETag"))))
     await ctx.store.head_bucket(request.bucket)
     # Versions other than "null" do not exist in these unversioned buckets; the rest go in one call (one
-    # DeleteObjects request to an S3 origin).
-    wanted = [key for key, version in items if version in (None, "null")]
-    outcomes = iter(await ctx.store.delete_objects(request.bucket, wanted) if wanted else [])
+    # DeleteObjects request to an S3 origin, but for the keys deleted only if their ETag matches).
+    wanted = [(key, etag) for key, version, etag in items if version in (None, "null")]
+    outcomes = iter(await ctx.store.delete_objects(request.bucket, [key for key, _ in wanted],
+                                                   [etag for _, etag in wanted]) if wanted else [])
     results = []
-    for key, version in items:
+    for key, version, _ in items:
         version_xml = tag("VersionId", version) if version is not None else ""
         error = next(outcomes) if version in (None, "null") else \
             S3Error("NoSuchVersion", "The specified version does not exist.")

@@ -125,7 +125,8 @@ class UploadHost(Protocol):
     def check_placeable(self, paths: BucketPaths, key: str) -> None: ...
     async def open_object(self, bucket: str, key: str) -> OpenObject: ...
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None: ...
-    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta: ...
+    async def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                     conditions: WriteConditions) -> ObjectMeta: ...
 
 
 class Uploads:
@@ -297,7 +298,7 @@ class Uploads:
         new = NewObject(record.get("headers", {}), record.get("user", {}), record.get("tags", {}))
         record = record_for(etag, new, len(parts))
         record["part_sizes"] = sizes  # each part's size, in order: where each part lies, for part reads
-        meta = self.store.commit(bucket, paths, key, tmp, record)
+        meta = await self.store.commit(bucket, paths, key, tmp, record, conditions)  # judged again, the key held
         done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified}
         _write_record(directory, COMPLETED_RECORD, done, paths.new_tmp())
         await asyncio.to_thread(_retire, directory)

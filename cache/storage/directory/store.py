@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cache.fileio import pread
+from cache.s3.conditions import judge
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -47,9 +49,11 @@ from cache.storage.directory.layout import (
     storage_error,
     write_sidecar,
 )
+from cache.storage.directory.locks import FileLocks
 from cache.storage.directory.memory import SMALL_OBJECT_BYTES
 from cache.storage.directory.metadata import KnownObjects
 from cache.storage.directory.multipart import Uploads
+from cache.storage.locks import current_or_none
 
 
 def _conflict(key: str) -> S3Error:
@@ -62,10 +66,12 @@ def _conflict(key: str) -> S3Error:
 
 
 class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.directory.multipart
-    def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None) -> None:
+    def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None,
+                 write_lock_wait_s: float = 10.0) -> None:
         """root holds one directory per bucket; bucket_dirs pins named buckets elsewhere (file:// mounts)."""
         self.root = Path(root).resolve()
         self.fsync = fsync
+        self.locks = FileLocks(write_lock_wait_s)  # every commit and delete holds its key, in any process
         self.root.mkdir(parents=True, exist_ok=True)
         self._uploads = Uploads(self)
         self._buckets: dict[str, BucketPaths] = {
@@ -252,29 +258,40 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise _conflict(key)
 
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None:
-        if conditions.if_none_match is None and conditions.if_match is None:
-            return
-        try:
-            current: ObjectMeta | None = await self.head_object(bucket, key)
-        except S3Error as exc:
-            if exc.code != "NoSuchKey":
-                raise
-            current = None
-        if conditions.if_none_match == "*" and current is not None:
-            raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"})
-        if conditions.if_match is not None:
-            if current is None:
-                raise no_such_key(key)
-            if conditions.if_match not in ("*", current.etag):
-                raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+        """Judge conditions against the key's object: early (before a body is read), then again at the commit."""
+        if conditions.given:
+            judge(conditions, key, await current_or_none(lambda: self.head_object(bucket, key)))
 
-    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta:
-        """Move a complete temp file into place and write its sidecar; synchronous, so atomic per process."""
+    async def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                     conditions: WriteConditions) -> ObjectMeta:
+        """Move a complete temp file into place and write its sidecar, the key held (in every process serving the
+        directory), so a conditional write is judged and done with no other write of the key in between."""
+        try:
+            async with self.locks.hold(paths, key):
+                await self.check_conditions(bucket, key, conditions)
+                return self._commit(bucket, paths, key, tmp, record, conditions.if_none_match == "*")
+        except BaseException:
+            remove_quietly(tmp)
+            raise
+
+    def _commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                create: bool) -> ObjectMeta:
+        """create: link(2) the new name, which fails if it exists, so even a writer that holds no lock (another
+        program writing the directory) cannot be overwritten by an If-None-Match: * write."""
         target = paths.data(key)
         try:
             check_reachable(paths, str(target), key)  # again: a link may have appeared while the body came in
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+            if create:
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    if target.is_dir():
+                        raise
+                    raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"}) from None
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             remove_quietly(tmp)
             raise _conflict(key) from None
@@ -291,14 +308,17 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         self._known.remember(bucket, key, record["stamp"], self._known.sidecar_stamp(paths, key), meta)
         return meta
 
-    async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject) -> ObjectMeta:
+    async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject,
+                            conditions: WriteConditions) -> ObjectMeta:
         target = paths.data(key)
         check_reachable(paths, str(target), key)
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise _conflict(key) from None
-        write_sidecar(paths, key, record_for(EMPTY_MD5, new))
+        async with self.locks.hold(paths, key):
+            await self.check_conditions(bucket, key, conditions)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise _conflict(key) from None
+            write_sidecar(paths, key, record_for(EMPTY_MD5, new))
         return await self.head_object(bucket, key)
 
     async def put_object(
@@ -321,8 +341,8 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise
         if key.endswith("/"):
             writer.discard()
-            return await self._write_marker(bucket, paths, key, new)
-        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+            return await self._write_marker(bucket, paths, key, new, conditions)
+        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), conditions)
 
     async def copy_object(
         self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
@@ -337,7 +357,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
         if key.endswith("/"):
             source.close()
-            return await self._write_marker(bucket, paths, key, new)
+            return await self._write_marker(bucket, paths, key, new, WriteConditions())
         writer = HashingWriter(paths.new_tmp(), self.fsync)
         try:
             async for chunk in source.iter_range(0, src.size, 4 << 20):
@@ -348,7 +368,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise
         finally:
             source.close()
-        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), WriteConditions())
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         return (await self.head_object(bucket, key)).tags
@@ -361,22 +381,29 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         write_sidecar(paths, key, record)
         self._known.forget(bucket, key)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         outcomes: list[S3Error | None] = []
-        for key in keys:  # each a few local syscalls: nothing to gain from doing them side by side
+        for key, etag in zip(keys, if_match or [None] * len(keys), strict=True):  # a few syscalls each: one by one
             try:
-                await self.delete_object(bucket, key)
+                await self.delete_object(bucket, key, WriteConditions(if_match=etag))
                 outcomes.append(None)
             except S3Error as error:
                 outcomes.append(error)
         return outcomes
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         check_key(key)
         paths = self.existing_bucket(bucket)
         target = paths.data(key)
         check_reachable(paths, str(target), key)  # unlink or rmdir through a link would remove what is outside
-        self._known.forget(bucket, key)
+        async with self.locks.hold(paths, key):
+            await self.check_conditions(bucket, key, conditions)
+            self._known.forget(bucket, key)
+            self._delete(paths, key, target)
+
+    def _delete(self, paths: BucketPaths, key: str, target: Path) -> None:
         try:
             if key.endswith("/"):
                 remove_quietly(paths.meta(key))

@@ -21,6 +21,7 @@ from cache.s3.errors import CODES, S3Error
 from cache.s3.model import NewObject, ObjectMeta, PartInfo, UploadInfo, WriteConditions
 from cache.s3.xml import NOT_XML_CHAR, parse_xml
 from cache.storage.base import Body
+from cache.storage.locks import KeyLocks, conditional_write
 from cache.storage.origin.wire import condition_headers, http_epoch, iso_epoch, object_write_headers
 
 # where a character XML cannot carry waits while an answer is parsed: a plane of 65,536 code points XML 1.0 carries
@@ -81,6 +82,8 @@ class UploadHost(Protocol):
         idempotent: bool = True,
     ) -> Answer: ...
     async def head_object(self, bucket: str, key: str) -> ObjectMeta: ...
+    @property
+    def locks(self) -> KeyLocks: ...
 
 
 class Uploads:
@@ -160,9 +163,15 @@ class Uploads:
         body = "".join(f"<Part><PartNumber>{n}</PartNumber><ETag>\"{etag.strip(chr(34))}\"</ETag></Part>"
                        for n, etag in parts)
         document = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
+        expected = multipart_etag([etag for _, etag in parts])
         try:
-            response = await self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
-                                                headers=condition_headers(conditions), idempotent=False)
+            # The conditions are judged here, the key held (moto does not judge If-Match on a Complete), and passed
+            # on; an object that is the one these parts make is this upload completed already (a retry), let through.
+            response = await conditional_write(
+                self.store.locks, bucket, key, conditions, lambda: self.store.head_object(bucket, key),
+                lambda: self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
+                                           headers=condition_headers(conditions), idempotent=False),
+                settled=lambda current: current.etag == expected)
         except S3Error as error:
             if await self._unknown(bucket, key, upload_id, error):
                 return await self._completed(bucket, key, upload_id, parts)

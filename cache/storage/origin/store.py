@@ -24,6 +24,7 @@ from defusedxml import ElementTree
 from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
 from cache.s3.listing import MAX_KEYS
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -32,6 +33,7 @@ from cache.s3.model import (
 )
 from cache.s3.xml import parse_xml, tagging_document, xml_safe
 from cache.storage.base import Body, DelegatedMultipart, Origin
+from cache.storage.locks import KeyLocks, LocalLocks, conditional_write
 from cache.storage.origin.multipart import Uploads
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
@@ -91,6 +93,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         http_client: str = "aiohttp",
         tls: ssl.SSLContext | None = None,
         transport: Transport | None = None,
+        locks: KeyLocks | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         parts = urlsplit(self.endpoint)
@@ -103,6 +106,8 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
                                                 read_timeout_s=read_timeout_s, max_connections=max_connections,
                                                 tls=tls)
+        # Held by a conditional write from its judgement to its end: a worker's own, or the cluster's (Redis).
+        self.locks: KeyLocks = locks or LocalLocks(10.0)
         self._uploads = Uploads(self)
 
     async def aclose(self) -> None:
@@ -329,6 +334,14 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta:
+        # Judged here, the key held, whatever the origin does with the condition (moto judges it apart from its
+        # write); passed on too, so an origin that judges it atomically guards against writers past s3cache as well.
+        return await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                       lambda: self._put(bucket, key, body, new, conditions, size))
+
+    async def _put(
+        self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None
+    ) -> ObjectMeta:
         headers = object_write_headers(new)
         headers.update(condition_headers(conditions))
         # Checksums known before the body (sent as headers by the client) go along: the origin checks and keeps them.
@@ -369,13 +382,24 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
                           origin_status=500)
         return await self.head_object(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
-        await self.request("DELETE", bucket, key)
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
+        await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                lambda: self.request("DELETE", bucket, key, headers=condition_headers(conditions)))
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
-        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others."""
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
+        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others, and for each key
+        deleted only if its ETag matches (judged under the key's lock, as a conditional DeleteObject is)."""
         outcomes: dict[int, S3Error | None] = {}
-        batch = [i for i, key in enumerate(keys) if xml_safe(key)]
+        for i, etag in enumerate(if_match or []):
+            if etag is not None:
+                try:
+                    await self.delete_object(bucket, keys[i], WriteConditions(if_match=etag))
+                    outcomes[i] = None
+                except S3Error as failure:
+                    outcomes[i] = failure
+        batch = [i for i, key in enumerate(keys) if xml_safe(key) and i not in outcomes]
         if batch:
             body = delete_xml([keys[i] for i in batch])
             headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode(),

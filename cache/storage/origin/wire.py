@@ -137,7 +137,7 @@ def condition_headers(conditions: WriteConditions) -> dict[str, str]:
     if conditions.if_none_match is not None:
         headers["if-none-match"] = conditions.if_none_match
     if conditions.if_match is not None:
-        headers["if-match"] = f'"{conditions.if_match}"'
+        headers["if-match"] = conditions.if_match if conditions.if_match == "*" else f'"{conditions.if_match}"'
     return headers
 
 

@@ -122,7 +122,7 @@ class FakeStore:
         self._objects(bucket)[key] = self._objects(src_bucket)[src_key]
         return self._meta(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: object = None) -> None:
         self.calls.append(("delete_object", bucket, key))
         self._objects(bucket).pop(key, None)
 
