@@ -52,17 +52,21 @@ def moto_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoOrigin
     origin.stop()
 
 
-@pytest.fixture(scope="session", params=["dir", "s3"])
-def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    workdir = tmp_path_factory.mktemp(f"worker-{request.param}")
-    args = ["--data", str(workdir / "data")]
+def backend_worker(request: pytest.FixtureRequest, workdir: Path, *extra: str) -> Worker:
+    """A worker (not started) over a directory (request.param "dir") or over the session's moto origin ("s3")."""
+    args = ["--data", str(workdir / "data"), *extra]
     env: dict[str, str] = {}
     if request.param == "s3":
         origin: MotoOrigin = request.getfixturevalue("moto_origin")
         args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "256M",
                  "--block-size", "1M"]
         env = dict(ORIGIN_ENV)
-    w = Worker(args, workdir, env=env, backend=request.param).start()
+    return Worker(args, workdir, env=env, backend=request.param)
+
+
+@pytest.fixture(scope="session", params=["dir", "s3"])
+def worker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    w = backend_worker(request, tmp_path_factory.mktemp(f"worker-{request.param}")).start()
     yield w
     w.stop()
 

@@ -77,22 +77,16 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
             w.stop()
 
 
-def test_directory_creates_racing_through_two_processes_have_one_winner(
-        shared_dir: tuple[Path, list[Worker]]) -> None:
+@pytest.mark.parametrize("condition", ["IfNoneMatch", "IfMatch"])
+def test_directory_writes_racing_through_two_processes_have_one_winner(
+        shared_dir: tuple[Path, list[Worker]], condition: str) -> None:
     clients = [make_client(w.url) for w in shared_dir[1]]
-    clients[0].create_bucket(Bucket="race-create")
-    winner = race(clients, "race-create", "k", {"IfNoneMatch": "*"})
-    assert read(clients[0], "race-create", "k") == winner and read(clients[1], "race-create", "k") == winner
-    assert (shared_dir[0] / "race-create" / "k").read_bytes() == winner
-
-
-def test_directory_replacements_racing_through_two_processes_have_one_winner(
-        shared_dir: tuple[Path, list[Worker]]) -> None:
-    clients = [make_client(w.url) for w in shared_dir[1]]
-    clients[0].create_bucket(Bucket="race-replace")
-    etag = clients[0].put_object(Bucket="race-replace", Key="k", Body=b"v0")["ETag"]
-    winner = race(clients, "race-replace", "k", {"IfMatch": etag})
-    assert read(clients[1], "race-replace", "k") == winner
+    bucket = f"race-{condition.lower()}"
+    clients[0].create_bucket(Bucket=bucket)
+    value = "*" if condition == "IfNoneMatch" else clients[0].put_object(Bucket=bucket, Key="k", Body=b"v0")["ETag"]
+    winner = race(clients, bucket, "k", {condition: value})
+    assert read(clients[0], bucket, "k") == winner and read(clients[1], bucket, "k") == winner
+    assert (shared_dir[0] / bucket / "k").read_bytes() == winner
 
 
 def test_directory_key_held_past_the_wait_is_a_conflict(shared_dir: tuple[Path, list[Worker]]) -> None:
@@ -128,19 +122,12 @@ def cluster(moto_origin: MotoOrigin, tmp_path_factory: pytest.TempPathFactory) -
         rig.stop()
 
 
-def test_cluster_creates_racing_through_two_workers_have_one_winner(cluster: Cluster) -> None:
+@pytest.mark.parametrize("condition", ["IfNoneMatch", "IfMatch"])
+def test_cluster_writes_racing_through_two_workers_have_one_winner(cluster: Cluster, condition: str) -> None:
     bucket = cluster.bucket("race")
     clients = [make_client(cluster.workers[wid].url) for wid in ("w0", "w1")]
-    winner = race(clients, bucket, "k", {"IfNoneMatch": "*"})
-    assert read(make_client(cluster.workers["w2"].url), bucket, "k") == winner
-    assert read(make_client(cluster.origin.url), bucket, "k") == winner
-
-
-def test_cluster_replacements_racing_through_two_workers_have_one_winner(cluster: Cluster) -> None:
-    bucket = cluster.bucket("cas")
-    clients = [make_client(cluster.workers[wid].url) for wid in ("w0", "w1")]
-    etag = clients[0].put_object(Bucket=bucket, Key="k", Body=b"v0")["ETag"]
-    winner = race(clients, bucket, "k", {"IfMatch": etag})
+    value = "*" if condition == "IfNoneMatch" else clients[0].put_object(Bucket=bucket, Key="k", Body=b"v0")["ETag"]
+    winner = race(clients, bucket, "k", {condition: value})
     assert read(make_client(cluster.workers["w2"].url), bucket, "k") == winner
     assert read(make_client(cluster.origin.url), bucket, "k") == winner
 

@@ -21,8 +21,7 @@ import pytest
 from botocore.config import Config
 
 from rig.nginx import Nginx
-from rig.origin import ORIGIN_ENV, MotoOrigin
-from rig.processes import Worker
+from tests.conftest import backend_worker
 
 SECRET = "virtual-host-secret"
 CONFIG = f'[server]\ndomains = ["localhost"]\n\n[auth]\nmode = "sigv4"\nusers = {{ alice = "{SECRET}" }}\n'
@@ -33,14 +32,7 @@ def endpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """nginx's port, in front of one worker serving virtual hosts of localhost."""
     workdir: Path = tmp_path_factory.mktemp(f"virtual-{request.param}")
     (workdir / "s3cache.toml").write_text(CONFIG)
-    args = ["--config", str(workdir / "s3cache.toml"), "--data", str(workdir / "data")]
-    env: dict[str, str] = {}
-    if request.param == "s3":
-        origin: MotoOrigin = request.getfixturevalue("moto_origin")
-        args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "64M",
-                 "--block-size", "1M"]
-        env = dict(ORIGIN_ENV)
-    worker = Worker(args, workdir, env=env, backend=request.param).start()
+    worker = backend_worker(request, workdir, "--config", str(workdir / "s3cache.toml")).start()
     nginx = Nginx([f"127.0.0.1:{worker.port}"])
     try:
         yield nginx.start().port
