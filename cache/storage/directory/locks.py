@@ -2,8 +2,8 @@
 
 A key hashes to one of STRIPES lock files in its bucket's system directory (``.s3cache/locks/NN``), held with
 flock(2) for the few syscalls a commit or a delete takes (and, for a conditional write, its judgement). flock
-does not exclude two holders sharing one descriptor, so each process also holds an asyncio lock per lock file.
-The descriptors stay open; one whose file was removed under it (its bucket deleted) is opened anew.
+does not exclude two holders sharing one open file, so each process also holds an asyncio lock per lock file.
+A lock file is opened for each hold and closed after it: a worker serving many buckets keeps no descriptors.
 """
 
 from __future__ import annotations
@@ -24,40 +24,38 @@ STRIPES = 64
 _POLL_S = (0.001, 0.05)  # first and longest pause between two tries of a lock another process holds
 
 
+def _open(paths: BucketPaths, name: str) -> int:
+    check_no_links(paths, name)
+    os.makedirs(os.path.dirname(name), exist_ok=True)
+    return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+async def _flock(paths: BucketPaths, name: str, deadline: float) -> int:
+    """The lock file name, opened and locked; 409 ConditionalRequestConflict past deadline."""
+    pause = _POLL_S[0]
+    while True:
+        fd = _open(paths, name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() + pause > deadline:
+                raise conflict() from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL_S[1])
+            continue
+        except BaseException:
+            os.close(fd)
+            raise
+        if os.fstat(fd).st_nlink:
+            return fd
+        os.close(fd)  # removed while it was opened (its bucket deleted and made again): lock the one there now
+
+
 class FileLocks:
     def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
         self._local: dict[str, asyncio.Lock] = {}
-        self._fds: dict[str, int] = {}
-
-    def _fd(self, paths: BucketPaths, name: str) -> int:
-        fd = self._fds.get(name)
-        if fd is None:
-            check_no_links(paths, name)
-            os.makedirs(os.path.dirname(name), exist_ok=True)
-            fd = self._fds[name] = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        return fd
-
-    def _drop(self, name: str) -> None:
-        fd = self._fds.pop(name, None)
-        if fd is not None:
-            os.close(fd)
-
-    async def _flock(self, paths: BucketPaths, name: str, deadline: float) -> int:
-        pause = _POLL_S[0]
-        while True:
-            fd = self._fd(paths, name)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if time.monotonic() + pause > deadline:
-                    raise conflict() from None
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _POLL_S[1])
-                continue
-            if os.fstat(fd).st_nlink:
-                return fd
-            self._drop(name)  # the file was removed (its bucket deleted and made again): lock the one there now
 
     @asynccontextmanager
     async def hold(self, paths: BucketPaths, key: str) -> AsyncIterator[None]:
@@ -68,10 +66,10 @@ class FileLocks:
         local = self._local.setdefault(name, asyncio.Lock())
         await acquire(local, self.wait_s)
         try:
-            fd = await self._flock(paths, name, deadline)
+            fd = await _flock(paths, name, deadline)
             try:
                 yield
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)  # closing the only descriptor of the lock releases it
         finally:
             local.release()

@@ -46,6 +46,7 @@ from cache.storage.directory.layout import (
     record_for,
     remove_quietly,
 )
+from cache.storage.directory.place import check_placeable
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _COPY_CHUNK_BYTES = 8 << 20
@@ -117,12 +118,11 @@ def _concatenate(paths: list[Path], target: Path, fsync: bool) -> None:
 
 
 class UploadHost(Protocol):
-    """What multipart needs of the store it serves: its buckets, its placement and condition checks, its commit."""
+    """What multipart needs of the store it serves: its buckets, its condition check, its commit."""
 
     fsync: bool
 
     def existing_bucket(self, bucket: str) -> BucketPaths: ...
-    def check_placeable(self, paths: BucketPaths, key: str) -> None: ...
     async def open_object(self, bucket: str, key: str) -> OpenObject: ...
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None: ...
     async def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
@@ -154,7 +154,7 @@ class Uploads:
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
         check_key(key)
         paths = self.store.existing_bucket(bucket)
-        self.store.check_placeable(paths, key)
+        check_placeable(paths, key)
         upload_id = uuid.uuid4().hex
         directory = paths.uploads / upload_id
         check_no_links(paths, str(directory))

@@ -53,16 +53,8 @@ from cache.storage.directory.locks import FileLocks
 from cache.storage.directory.memory import SMALL_OBJECT_BYTES
 from cache.storage.directory.metadata import KnownObjects
 from cache.storage.directory.multipart import Uploads
+from cache.storage.directory.place import check_placeable, conflict, place
 from cache.storage.locks import current_or_none
-
-
-def _conflict(key: str) -> S3Error:
-    return S3Error(
-        "InvalidRequest",
-        f"Key {key!r} conflicts with an existing object or prefix: a directory under storage cannot hold "
-        "both 'a' and 'a/...'",
-        extra={"Key": key},
-    )
 
 
 class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.directory.multipart
@@ -244,19 +236,6 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
 
     # ---- writes --------------------------------------------------------------------------------
 
-    def check_placeable(self, paths: BucketPaths, key: str) -> None:
-        """Fail before reading a body when the key cannot live in the directory tree (or only outside it)."""
-        target = paths.data(key)
-        check_reachable(paths, str(target), key)
-        for parent in reversed(target.relative_to(paths.root).parents[:-1]):
-            candidate = paths.root / parent
-            if candidate.exists() and not candidate.is_dir():
-                raise _conflict(key)
-        if not key.endswith("/") and target.is_dir():
-            raise _conflict(key)
-        if key.endswith("/") and target.exists() and not target.is_dir():
-            raise _conflict(key)
-
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None:
         """Judge conditions against the key's object: early (before a body is read), then again at the commit."""
         if conditions.given:
@@ -276,31 +255,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
 
     def _commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
                 create: bool) -> ObjectMeta:
-        """create: link(2) the new name, which fails if it exists, so even a writer that holds no lock (another
-        program writing the directory) cannot be overwritten by an If-None-Match: * write."""
-        target = paths.data(key)
-        try:
-            check_reachable(paths, str(target), key)  # again: a link may have appeared while the body came in
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if create:
-                try:
-                    os.link(tmp, target)
-                except FileExistsError:
-                    if target.is_dir():
-                        raise
-                    raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"}) from None
-                os.unlink(tmp)
-            else:
-                os.replace(tmp, target)
-        except (FileExistsError, NotADirectoryError, IsADirectoryError):
-            remove_quietly(tmp)
-            raise _conflict(key) from None
-        except OSError as exc:
-            remove_quietly(tmp)
-            raise storage_error(exc) from exc
-        except S3Error:
-            remove_quietly(tmp)
-            raise
+        target = place(paths, key, tmp, create)
         st = os.stat(target)
         record["stamp"] = stamp_of(st)
         write_sidecar(paths, key, record)
@@ -317,7 +272,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             try:
                 target.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                raise _conflict(key) from None
+                raise conflict(key) from None
             write_sidecar(paths, key, record_for(EMPTY_MD5, new))
         return await self.head_object(bucket, key)
 
@@ -326,7 +281,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
     ) -> ObjectMeta:
         check_key(key)
         paths = self.existing_bucket(bucket)
-        self.check_placeable(paths, key)
+        check_placeable(paths, key)
         await self.check_conditions(bucket, key, conditions)
         writer = HashingWriter(paths.new_tmp(), self.fsync)
         try:
@@ -350,7 +305,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         source = await self.open_object(src_bucket, src_key)
         check_key(key)
         paths = self.existing_bucket(bucket)
-        self.check_placeable(paths, key)
+        check_placeable(paths, key)
         src = source.meta
         if new is None:
             new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=src.checksums)
