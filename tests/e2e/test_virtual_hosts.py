@@ -20,7 +20,10 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from rig.cluster import Cluster
 from rig.nginx import Nginx
+from rig.origin import MotoOrigin
+from rig.redis import RedisServer
 from tests.conftest import backend_worker
 
 SECRET = "virtual-host-secret"
@@ -113,3 +116,29 @@ def test_a_wrong_secret_is_refused_on_a_virtual_host(endpoint: int) -> None:
     with pytest.raises(s3.exceptions.NoSuchKey):
         s3.get_object(Bucket=bucket + "-b", Key="k")
     assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"signed"
+
+
+def test_a_virtual_hosted_read_is_redirected_path_style_to_the_worker_holding_it(
+        moto_origin: MotoOrigin, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A cluster in redirect mode: a read asked of a worker that does not hold the object's first block is sent
+    to the one that does, path style at its address, and lands there with every byte."""
+    workdir = tmp_path_factory.mktemp("virtual-redirect")
+    cluster = Cluster("redirect", moto_origin, workdir, RedisServer(workdir),
+                      worker_env={"S3CACHE_SERVER_DOMAINS": "localhost"})
+    try:
+        cluster.start()
+        bucket = cluster.bucket("vr")
+        data = bytes(range(256)) * 4096
+        cluster.boto3().put_object(Bucket=bucket, Key="dir/obj", Body=data)
+        redirected = []
+        for worker in cluster.workers.values():
+            with httpx.Client(follow_redirects=True, timeout=30) as http:
+                r = http.get(f"{worker.url}/dir/obj", headers={"host": f"{bucket}.localhost:{worker.port}"})
+            assert r.status_code == 200 and r.content == data
+            redirected += [h.headers["location"] for h in r.history]
+        assert redirected  # the block has one owner: the other workers sent the read on
+        for location in redirected:
+            url = httpx.URL(location)
+            assert url.host == "127.0.0.1" and url.path == f"/{bucket}/dir/obj"
+    finally:
+        cluster.stop()
