@@ -19,9 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from urllib.parse import quote, urlencode, urlsplit
 
-from defusedxml import ElementTree
-
-from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
+from cache.s3.errors import CODES, S3Error
 from cache.s3.listing import MAX_KEYS
 from cache.s3.model import (
     UNCONDITIONAL,
@@ -46,6 +44,7 @@ from cache.storage.origin.wire import (
     list_page,
     meta_from_headers,
     object_write_headers,
+    origin_error,
     tags_of,
     with_trailer,
 )
@@ -55,10 +54,6 @@ log = logging.getLogger("s3cache.origin")
 _RETRY_STATUS = {500, 502, 503, 504}
 _CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
 _HIGHEST = "\U0010ffff"  # sorts after every other character: "x/" + _HIGHEST skips all of "x/..."
-_STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey",
-                 405: "MethodNotAllowed", 409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange",
-                 500: "InternalError", 501: "NotImplemented", 503: "ServiceUnavailable"}
-
 
 class Sent:
     """A 2xx answer of the origin: status, headers (lower-case names) and, unless streamed, the body."""
@@ -170,36 +165,12 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
                 attempt += 1
                 await self._backoff(attempt, f"{method} {target}: HTTP {response.status}")
                 continue
-            raise self._error(response, content, bucket, key)
+            raise origin_error(response.status, response.headers, content, self.endpoint, bucket, key)
 
     async def _backoff(self, attempt: int, why: str) -> None:
         delay = self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning("origin request failed (%s); retry %d/%d in %.2fs", why, attempt, self.retries, delay)
         await asyncio.sleep(delay)
-
-    def _error(self, response: Response, data: bytes, bucket: str, key: str) -> S3Error:
-        status = response.status
-        code, message = None, ""
-        if data:
-            try:
-                root = parse_xml(data)
-                code, message = root.findtext("Code"), root.findtext("Message") or ""
-            except ElementTree.ParseError:
-                pass
-        if code is None:
-            code = _STATUS_CODES.get(status, "InternalError" if status >= 500 else "InvalidRequest")
-            if code == "NoSuchKey" and not key:
-                code = "NoSuchBucket"
-        if code == "NoSuchBucket":
-            return no_such_bucket(bucket)
-        if code == "NoSuchKey":
-            return no_such_key(key)
-        if status >= 500 and not message:
-            message = f"The origin {self.endpoint} answered HTTP {status}"
-        headers = {"content-range": response.headers["content-range"]} if status == 416 and \
-            "content-range" in response.headers else {}
-        known = code in CODES and CODES[code][0] == status
-        return S3Error(code, message, headers=headers, origin_status=None if known else status)
 
     # ---- buckets -------------------------------------------------------------------------------
 
