@@ -174,3 +174,18 @@ def test_cluster_key_held_past_the_wait_is_a_conflict(cluster: Cluster) -> None:
     client.put_object(Bucket=bucket, Key="k", Body=b"new", IfNoneMatch="*")
     assert read(make_client(cluster.workers["w0"].url), bucket, "k") == b"new"
     assert redis.get(name) is None  # released once the write was done
+
+
+def test_cluster_without_redis_refuses_conditional_writes_only(cluster: Cluster) -> None:
+    """Last of the module: it stops the cluster's Redis (and starts it again, empty)."""
+    bucket = cluster.bucket("no-redis")
+    client = make_client(cluster.workers["w0"].url)
+    cluster.redis.stop()
+    try:
+        status, code = outcome(client.put_object, Bucket=bucket, Key="k", Body=b"guarded", IfNoneMatch="*")
+        assert (status, code) == (503, "ServiceUnavailable")
+        assert outcome(client.head_object, Bucket=bucket, Key="k")[0] == 404  # never made unguarded
+        client.put_object(Bucket=bucket, Key="k", Body=b"plain")  # a write without a condition needs no lock
+        assert read(make_client(cluster.origin.url), bucket, "k") == b"plain"
+    finally:
+        cluster.redis.start()
