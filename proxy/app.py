@@ -126,11 +126,11 @@ class S3App:
         self.draining = False  # set on SIGTERM: readyz answers 503 while requests in flight finish
         self.admin = _admin_app(ctx, self.metrics, lambda: self.draining)
         self.access = ctx.settings.log.access_log
+        self.domains = tuple(ctx.settings.server.domains)  # virtual-hosted-style: the bucket named by the Host
         self.max_header_bytes = ctx.settings.server.max_header_bytes
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
         self.legacy_names = ctx.settings.origin.endpoint is not None
-        self.domains = tuple(ctx.settings.server.domains)  # virtual-hosted-style: the bucket named by the Host
         # admission control: past either bound an S3 request is refused at once (503 SlowDown), never queued
         self.inflight = 0  # S3 requests in S3App.s3 right now
         self.max_inflight = ctx.settings.server.max_inflight_requests

@@ -50,7 +50,7 @@ class Cluster:
     redis: RedisServer
     workers: dict[str, Worker] = field(default_factory=dict)
     nginx: Nginx | None = None
-    worker_env: dict[str, str] = field(default_factory=dict)  # more settings for every worker (S3CACHE_...)
+    extra_args: list[str] = field(default_factory=list)  # given to every worker (a --config of its own, say)
 
     @property
     def url(self) -> str:
@@ -65,8 +65,8 @@ class Cluster:
             workdir.mkdir()
             args = ["--data", str(workdir / "data"), "--origin", self.origin.url, "--cache-dir", str(workdir / "blocks"),
                     "--cache-capacity", "512M", "--block-size", "1M", "--redis", self.redis.url,
-                    "--cluster-secret", SECRET, "--worker-id", wid, "--data-path", self.mode]
-            self.workers[wid] = Worker(args, workdir, env={**ORIGIN_ENV, **self.worker_env}, backend="s3")
+                    "--cluster-secret", SECRET, "--worker-id", wid, "--data-path", self.mode, *self.extra_args]
+            self.workers[wid] = Worker(args, workdir, env=dict(ORIGIN_ENV), backend="s3")
         with concurrent.futures.ThreadPoolExecutor(len(self.workers)) as pool:
             for future in [pool.submit(w.start) for w in self.workers.values()]:
                 future.result()

@@ -115,7 +115,9 @@ def test_directory_key_held_past_the_wait_is_a_conflict(shared_dir: tuple[Path, 
 @pytest.fixture(scope="module")
 def cluster(moto_origin: MotoOrigin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     workdir = tmp_path_factory.mktemp("cond-cluster")
-    rig = Cluster("proxy", moto_origin, workdir, RedisServer(workdir), worker_env=SHORT_WAIT)
+    (workdir / "short-wait.toml").write_text("[storage]\nwrite_lock_wait_s = 0.5\n")
+    rig = Cluster("proxy", moto_origin, workdir, RedisServer(workdir),
+                  extra_args=["--config", str(workdir / "short-wait.toml")])
     try:
         yield rig.start()
     finally:

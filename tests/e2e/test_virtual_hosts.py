@@ -123,8 +123,9 @@ def test_a_virtual_hosted_read_is_redirected_path_style_to_the_worker_holding_it
     """A cluster in redirect mode: a read asked of a worker that does not hold the object's first block is sent
     to the one that does, path style at its address, and lands there with every byte."""
     workdir = tmp_path_factory.mktemp("virtual-redirect")
+    (workdir / "domains.toml").write_text('[server]\ndomains = ["localhost"]\n')
     cluster = Cluster("redirect", moto_origin, workdir, RedisServer(workdir),
-                      worker_env={"S3CACHE_SERVER_DOMAINS": "localhost"})
+                      extra_args=["--config", str(workdir / "domains.toml")])
     try:
         cluster.start()
         bucket = cluster.bucket("vr")
