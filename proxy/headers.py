@@ -106,20 +106,13 @@ def etag_condition(value: str | None) -> str | None:
 
 
 def write_conditions(request: Request) -> WriteConditions:
-    """PutObject's and CompleteMultipartUpload's conditions: If-None-Match: * and If-Match: <etag>, the forms S3
-    has; If-None-Match with an ETag is 501."""
+    """The conditions of a write (PutObject, CopyObject's destination, CompleteMultipartUpload): If-None-Match: *
+    and If-Match: <etag>, the forms S3 has; If-None-Match with an ETag is 501."""
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
         raise _unimplemented_header("If-None-Match")
     return WriteConditions(if_match=etag_condition(request.headers.get("if-match")),
                            if_none_match=if_none_match.strip() if if_none_match else None)
-
-
-def no_write_conditions(request: Request) -> None:
-    """CopyObject's destination conditions are not served: 501, never a copy that ignored them."""
-    for name in ("If-None-Match", "If-Match"):
-        if name.lower() in request.headers:
-            raise _unimplemented_header(name)
 
 
 def delete_conditions(request: Request) -> WriteConditions:

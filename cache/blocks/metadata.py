@@ -247,10 +247,11 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             await self.invalidate(bucket, key)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         try:
-            return await self.origin.copy_object(src_bucket, src_key, bucket, key, new, tags)
+            return await self.origin.copy_object(src_bucket, src_key, bucket, key, new, tags, conditions)
         finally:
             await self.invalidate(bucket, key)
 

@@ -1,5 +1,5 @@
-"""Conditional writes as S3 judges them: If-None-Match: * and If-Match on PutObject and CompleteMultipartUpload,
-If-Match on DeleteObject and on each key of DeleteObjects, against the key's current object.
+"""Conditional writes as S3 judges them: If-None-Match: * and If-Match on PutObject, CopyObject (its destination)
+and CompleteMultipartUpload, If-Match on DeleteObject and on each key of DeleteObjects, against the key's object.
 
 Pure: a backend calls ``judge`` while it holds the key (no other write of it can land between the judgement and
 the write), so two writers never both win.

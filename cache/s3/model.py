@@ -100,8 +100,8 @@ class NewObject:
 
 @dataclass(frozen=True)
 class WriteConditions:
-    """Conditional writes (S3's If-None-Match: * and If-Match on PUT and CompleteMultipartUpload, If-Match on a
-    delete); judged by cache.s3.conditions."""
+    """Conditional writes (S3's If-None-Match: * and If-Match on PUT, copy and CompleteMultipartUpload, If-Match on
+    a delete); judged by cache.s3.conditions."""
 
     if_match: str | None = None  # an ETag without its quotes, or "*"
     if_none_match: str | None = None  # "*", the one form S3 has

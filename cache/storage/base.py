@@ -125,8 +125,11 @@ class UnderStore(Multipart, Protocol):
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta: ...
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
-    ) -> ObjectMeta: ...
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
+    ) -> ObjectMeta:
+        """conditions: the destination's (If-None-Match: *, If-Match), judged as a PutObject's are."""
+        ...
     async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         """conditions: If-Match alone (a conditional DeleteObject), judged atomically as a conditional write is."""
         ...

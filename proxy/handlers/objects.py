@@ -15,7 +15,6 @@ from proxy.headers import (
     delete_conditions,
     etag_condition,
     new_object,
-    no_write_conditions,
     object_headers,
     tags_from_header,
     write_conditions,
@@ -143,7 +142,7 @@ def _directive(request: Request, header: str) -> str:
 
 async def copy_object(ctx: Context, request: Request) -> Response:
     check_acl_headers(request)  # whatever the metadata directive
-    no_write_conditions(request)
+    conditions = write_conditions(request)  # the destination's; x-amz-copy-source-if-* are the source's
     src_bucket, src_key = copy_source(request)
     metadata_directive = _directive(request, "x-amz-metadata-directive")
     tagging_directive = _directive(request, "x-amz-tagging-directive")
@@ -156,7 +155,7 @@ async def copy_object(ctx: Context, request: Request) -> Response:
     check_preconditions(request.headers, source, prefix="x-amz-copy-source-")
     new = new_object(request) if metadata_directive == "REPLACE" else None
     tags = tags_from_header(request) if tagging_directive == "REPLACE" else None
-    meta = await ctx.store.copy_object(src_bucket, src_key, request.bucket, request.key, new, tags)
+    meta = await ctx.store.copy_object(src_bucket, src_key, request.bucket, request.key, new, tags, conditions)
     body = document("CopyObjectResult", tag("LastModified", iso_time(meta.last_modified)),
                     tag("ETag", f'"{meta.etag}"'))
     return Response.xml(body)

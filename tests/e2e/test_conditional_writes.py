@@ -1,6 +1,6 @@
 """Conditional writes through one worker, over a directory and over an S3 origin (moto): If-None-Match: * and
-If-Match on PutObject and CompleteMultipartUpload, If-Match on DeleteObject and per key in DeleteObjects, each
-answered with S3's status and error code; the forms S3 does not have are 501."""
+If-Match on PutObject, CopyObject (its destination) and CompleteMultipartUpload, If-Match on DeleteObject and per
+key in DeleteObjects, each answered with S3's status and error code; the forms S3 does not have are 501."""
 
 from __future__ import annotations
 
@@ -77,12 +77,20 @@ def test_put_if_none_match_of_an_etag_is_not_implemented(s3: Any, bucket: str) -
     assert body(s3, bucket, "k") == b"v1"
 
 
-def test_conditions_on_copy_object_are_not_implemented(s3: Any, bucket: str) -> None:
-    put(s3, bucket, "src", b"data")
-    for condition in ({"IfNoneMatch": "*"}, {"IfMatch": WRONG}):
-        assert refused(s3.copy_object, Bucket=bucket, Key="dst", CopySource=f"{bucket}/src", **condition) == \
-            (501, "NotImplemented")
-    assert refused(s3.head_object, Bucket=bucket, Key="dst")[0] == 404
+def test_copy_object_destination_conditions(s3: Any, bucket: str) -> None:
+    put(s3, bucket, "src", b"copied bytes")
+    target = put(s3, bucket, "dst", b"there first")
+    copy = {"Bucket": bucket, "Key": "dst", "CopySource": f"{bucket}/src"}
+    assert refused(s3.copy_object, **copy, IfNoneMatch="*") == (412, "PreconditionFailed")
+    assert refused(s3.copy_object, **copy, IfMatch=WRONG) == (412, "PreconditionFailed")
+    assert refused(s3.copy_object, **copy, IfNoneMatch=target) == (501, "NotImplemented")
+    assert body(s3, bucket, "dst") == b"there first"
+    assert s3.copy_object(**copy, IfMatch=target)["CopyObjectResult"]["ETag"] == md5_etag(b"copied bytes")
+    assert body(s3, bucket, "dst") == b"copied bytes"
+    fresh = {**copy, "Key": "fresh"}
+    assert refused(s3.copy_object, **fresh, IfMatch=WRONG) == (404, "NoSuchKey")
+    s3.copy_object(**fresh, IfNoneMatch="*")
+    assert body(s3, bucket, "fresh") == b"copied bytes"
 
 
 def test_concurrent_creates_through_one_worker_have_one_winner(s3: Any, bucket: str) -> None:

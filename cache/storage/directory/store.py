@@ -300,19 +300,25 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), conditions)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         source = await self.open_object(src_bucket, src_key)
         check_key(key)
         paths = self.existing_bucket(bucket)
         check_placeable(paths, key)
         src = source.meta
+        try:
+            await self.check_conditions(bucket, key, conditions)  # early; judged again at the commit
+        except BaseException:
+            source.close()
+            raise
         if new is None:
             new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=src.checksums)
         new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
         if key.endswith("/"):
             source.close()
-            return await self._write_marker(bucket, paths, key, new, WriteConditions())
+            return await self._write_marker(bucket, paths, key, new, conditions)
         writer = HashingWriter(paths.new_tmp(), self.fsync)
         try:
             async for chunk in source.iter_range(0, src.size, 4 << 20):
@@ -323,7 +329,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise
         finally:
             source.close()
-        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), WriteConditions())
+        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), conditions)
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         return (await self.head_object(bucket, key)).tags

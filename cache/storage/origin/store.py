@@ -337,7 +337,8 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
                           user_metadata=new.user_metadata, tags=new.tags, tag_count=len(new.tags))
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}"}
         if new is not None:
@@ -346,7 +347,9 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         if tags is not None:
             headers["x-amz-tagging-directive"] = "REPLACE"
             headers["x-amz-tagging"] = urlencode(tags)
-        response = await self.request("PUT", bucket, key, headers=headers)
+        headers.update(condition_headers(conditions))
+        response = await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                           lambda: self.request("PUT", bucket, key, headers=headers))
         root = parse_xml(response.content)
         if root.tag == "Error":  # S3 may answer 200 and report the failure in the body
             raise S3Error(root.findtext("Code") or "InternalError", root.findtext("Message") or "",
