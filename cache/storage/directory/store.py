@@ -308,11 +308,6 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         paths = self.existing_bucket(bucket)
         check_placeable(paths, key)
         src = source.meta
-        try:
-            await self.check_conditions(bucket, key, conditions)  # early; judged again at the commit
-        except BaseException:
-            source.close()
-            raise
         if new is None:
             new = NewObject(headers=src.headers, user_metadata=src.user_metadata, checksums=src.checksums)
         new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
