@@ -23,6 +23,7 @@ from cache.cluster.registry import Registry
 from cache.cluster.routing import Cluster
 from cache.s3.errors import S3Error
 from cache.storage.base import UnderStore
+from cache.storage.directory.locks import FileLocks
 from cache.storage.directory.store import DirectoryStore
 from cache.storage.locks import LocalLocks
 from cache.storage.namespace import Mount, Namespace
@@ -48,8 +49,7 @@ def _origin(settings: Settings) -> S3Store | None:
     signer = Signer(credentials, o.region) if credentials else None
     return S3Store(o.endpoint, o.region, signer, virtual_host=o.addressing_style == "virtual",
                    connect_timeout_s=o.connect_timeout_s, read_timeout_s=o.read_timeout_s, retries=o.retries,
-                   max_connections=o.max_connections, http_client=o.http_client, tls=tls,
-                   locks=LocalLocks(settings.storage.write_lock_wait_s))
+                   max_connections=o.max_connections, http_client=o.http_client, tls=tls)
 
 
 def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bool, fsync: bool) -> Mount:
@@ -64,8 +64,7 @@ def _mount(settings: Settings, index: int, origin: UnderStore | None, cached: bo
     if uri.scheme == "file":
         directory = Path(uri.netloc + uri.path)
         directory.mkdir(parents=True, exist_ok=True)
-        store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory},
-                               write_lock_wait_s=settings.storage.write_lock_wait_s)
+        store = DirectoryStore(directory.parent, fsync=fsync, bucket_dirs={m.bucket: directory})
         return Mount(m.bucket, store, m.bucket, "", m.mode, users, cached=False)
     raise ConfigError(f"mounts.{index}.uri: {m.uri!r} is neither s3://bucket[/prefix] nor file:///directory")
 
@@ -109,10 +108,10 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
 
 
 def build_stack(settings: Settings) -> Stack:
-    directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync,
-                               write_lock_wait_s=settings.storage.write_lock_wait_s)
+    directory = DirectoryStore(settings.storage.data_dir, fsync=settings.storage.fsync)
     origin = _origin(settings)
     if origin is None and not settings.mounts and not settings.cluster.redis_url:
+        _hold_keys(settings, [directory], None)
         return Stack(directory)
     if settings.server.processes > 1 and settings.cache.capacity_bytes > 0:
         raise ConfigError("server.processes: a caching worker runs one process (its block index lives in it); "
@@ -123,8 +122,6 @@ def build_stack(settings: Settings) -> Stack:
     registry = cluster = peers = None
     if settings.cluster.redis_url:
         registry, cluster, peers = _cluster(settings, blocks)
-        if origin is not None:  # conditional writes hold their key for the whole cluster
-            origin.locks = RedisLocks(registry.redis, settings.cluster.namespace, settings.storage.write_lock_wait_s)
     # Blocks are read by their origin names (bucket and key at the origin), so they are shared across workers and
     # sidecars whatever their mounts call the bucket; peers are asked for them by those names too.
     reader = BlockReader(blocks, c.block_size_bytes, origin.read_range if origin is not None else _no_origin,
@@ -137,6 +134,7 @@ def build_stack(settings: Settings) -> Stack:
     mounts = [_mount(settings, i, front, caching, settings.storage.fsync) for i in range(len(settings.mounts))]
     namespace = Namespace(mounts, front or directory, default_cached=caching)
     stack = Stack(namespace, namespace, blocks, reader, cached, registry, cluster)
+    _hold_keys(settings, [directory, origin, *(m.store for m in mounts)], registry)
     if registry is not None and cluster is not None and peers is not None:
         blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
         if cached is not None:
@@ -147,6 +145,18 @@ def build_stack(settings: Settings) -> Stack:
     if origin is not None:
         stack.closers.append(origin.aclose)
     return stack
+
+
+def _hold_keys(settings: Settings, stores: list[object], registry: Registry | None) -> None:
+    """The key locks a conditional write holds, each waiting storage.write_lock_wait_s: a directory's across the
+    processes serving it; an origin's across the cluster (Redis) when there is one, else in this worker."""
+    wait = settings.storage.write_lock_wait_s
+    for store in stores:
+        if isinstance(store, DirectoryStore):
+            store.locks = FileLocks(wait)
+        elif isinstance(store, S3Store):
+            store.locks = RedisLocks(registry.redis, settings.cluster.namespace, wait) if registry is not None \
+                else LocalLocks(wait)
 
 
 async def _no_origin(bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:

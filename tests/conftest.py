@@ -52,13 +52,13 @@ def moto_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoOrigin
     origin.stop()
 
 
-def backend_worker(request: pytest.FixtureRequest, workdir: Path, *extra: str) -> Worker:
-    """A worker (not started) over a directory (request.param "dir") or over the session's moto origin ("s3")."""
-    args = ["--data", str(workdir / "data"), *extra]
+def backend_worker(request: pytest.FixtureRequest, workdir: Path, *extra: str, capacity: str = "256M") -> Worker:
+    """A worker (not started) over the backend request.param names: "dir" (a directory) or "s3" (the moto origin)."""
+    args = [*extra, "--data", str(workdir / "data")]
     env: dict[str, str] = {}
     if request.param == "s3":
         origin: MotoOrigin = request.getfixturevalue("moto_origin")
-        args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", "256M",
+        args += ["--origin", origin.url, "--cache-dir", str(workdir / "blocks"), "--cache-capacity", capacity,
                  "--block-size", "1M"]
         env = dict(ORIGIN_ENV)
     return Worker(args, workdir, env=env, backend=request.param)
