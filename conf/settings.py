@@ -72,6 +72,17 @@ def _secrets_json(value: dict[str, str], info: SerializationInfo) -> dict[str, s
 Secrets = Annotated[dict[str, str], PlainSerializer(_secrets_json, when_used="always")]
 
 
+def _domain_list(value: object) -> object:
+    """The environment gives a string: domains separated by commas. Hosts compare without case or final dot."""
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, list):
+        return [item.strip().lower().rstrip(".") for item in items if isinstance(item, str) and item.strip()]
+    return items
+
+
+Domains = Annotated[list[str], BeforeValidator(_domain_list)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -81,6 +92,10 @@ class ServerSettings(_Section):
     port: int = Field(29998, ge=0, le=65535, description="TCP port (Alluxio's S3 port); 0 picks a free one.")
     processes: int = Field(1, ge=1, le=64, description="uvicorn worker processes; one per core is the sweet spot.")
     region: str = Field("us-east-1", description="Region reported by GetBucketLocation and x-amz-bucket-region.")
+    domains: Domains = Field(default_factory=list, description="Domains served virtual-hosted-style: a Host of "
+                               "<bucket>.<domain> names the bucket (bucket.s3cache.example.com/key); a Host that is a "
+                               "domain itself, or any other, is path style. Empty: path style only. Comma-separated "
+                               "in the environment.")
     keepalive_timeout_s: float = Field(75.0, gt=0, description="Idle keep-alive timeout of client connections.")
     max_header_bytes: Bytes = Field(8192, ge=1024, description="Largest request header section (the sum of each "
                                     "header's name and value): S3's 8 KiB; larger is 400 RequestHeaderSectionTooLarge.")
@@ -127,6 +142,9 @@ class ServerSettings(_Section):
 class StorageSettings(_Section):
     data_dir: Path = Field(Path("data"), description="Directory under storage: each sub-directory is a bucket.")
     fsync: bool = Field(False, description="fsync objects before they are renamed into place (durability vs. speed).")
+    write_lock_wait_s: float = Field(10.0, gt=0, description="How long a write waits for the key while another write "
+                                     "of it holds it (a conditional write holds it from its judgement to its end, "
+                                     "in a cluster through Redis); past it, 409 ConditionalRequestConflict.")
 
 
 class OriginSettings(_Section):

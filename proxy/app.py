@@ -139,6 +139,7 @@ class S3App:
         self.draining = False  # set on SIGTERM: readyz answers 503 while requests in flight finish
         self.admin = _admin_app(ctx, self.metrics, lambda: self.draining)
         self.access = ctx.settings.log.access_log
+        self.domains = tuple(ctx.settings.server.domains)  # virtual-hosted-style: the bucket named by the Host
         self.max_header_bytes = ctx.settings.server.max_header_bytes
         self.max_headers = ctx.settings.server.max_headers
         self.mounted = frozenset(ctx.namespace.mounts) if ctx.namespace is not None else frozenset()
@@ -197,7 +198,7 @@ class S3App:
         try:
             self._admit()
             check_header_section(scope["headers"], self.max_header_bytes, self.max_headers)
-            request = Request(scope, receive)
+            request = Request(scope, receive, self.domains)
             if request.bucket and request.bucket not in self.mounted:
                 # A name no bucket can have is refused before anything reads the body: S3 judges the name first
                 # (PUT /..?tagging with a body is InvalidBucketName, not MalformedXML).

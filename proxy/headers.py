@@ -96,14 +96,31 @@ def new_object(request: Request) -> NewObject:
     return NewObject(headers=headers, user_metadata=user, tags=tags_from_header(request))
 
 
+def _unimplemented_header(name: str) -> S3Error:
+    return S3Error("NotImplemented", "A header you provided implies functionality that is not implemented",
+                   extra={"Header": name})
+
+
+def etag_condition(value: str | None) -> str | None:
+    """An If-Match value (a header, or a DeleteObjects ETag element) as conditions hold it: unquoted."""
+    return value.strip().strip('"') if value is not None and value.strip() else None
+
+
 def write_conditions(request: Request) -> WriteConditions:
+    """The conditions of a write (PutObject, CopyObject's destination, CompleteMultipartUpload): If-None-Match: *
+    and If-Match: <etag>, the forms S3 has; If-None-Match with an ETag is 501."""
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and if_none_match.strip() != "*":
-        raise S3Error("NotImplemented", "A header you provided implies functionality that is not implemented",
-                      extra={"Header": "If-None-Match"})
-    if_match = request.headers.get("if-match")
-    return WriteConditions(if_match=if_match.strip().strip('"') if if_match else None,
+        raise _unimplemented_header("If-None-Match")
+    return WriteConditions(if_match=etag_condition(request.headers.get("if-match")),
                            if_none_match=if_none_match.strip() if if_none_match else None)
+
+
+def delete_conditions(request: Request) -> WriteConditions:
+    """DeleteObject's condition: If-Match alone (S3 has no If-None-Match on a delete: 501)."""
+    if "if-none-match" in request.headers:
+        raise _unimplemented_header("If-None-Match")
+    return WriteConditions(if_match=etag_condition(request.headers.get("if-match")))
 
 
 def check_version_id(request: Request) -> None:

@@ -64,13 +64,26 @@ def user_metadata_value(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def virtual_bucket(host: str | None, domains: tuple[str, ...]) -> str | None:
+    """The bucket a Host names in virtual-hosted style, ``<bucket>.<domain>[:port]`` for one of domains (compared
+    without case or a final dot); None for path style: a Host that is a domain itself, an address, any other."""
+    if not host or host.startswith("["):  # no Host (HTTP/1.0), or an IPv6 address
+        return None
+    name = host.partition(":")[0].lower().rstrip(".")
+    for domain in domains:
+        if name.endswith(domain) and len(name) > len(domain) + 1 and name[-len(domain) - 1] == ".":
+            return name[:-len(domain) - 1]
+    return None
+
+
 class Request:
     """One S3 request: addressing, query, headers, the caller, and the body as a stream."""
 
     __slots__ = ("body_requested", "bucket", "chain", "groups", "headers", "key", "method", "operation", "query",
                  "receive", "request_id", "user")
 
-    def __init__(self, scope: Scope, receive: Receive) -> None:
+    def __init__(self, scope: Scope, receive: Receive, domains: tuple[str, ...] = ()) -> None:
+        """domains: server.domains, whose sub-domains name a bucket (virtual-hosted-style addressing)."""
         self.method: str = scope["method"]
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         try:
@@ -80,13 +93,6 @@ class Request:
         if _C1_CONTROLS.search(path):  # valid UTF-8 that S3 cannot parse either: refused before any lookup
             raise S3Error("InvalidURI", "Couldn't parse the specified URI.")
         path = path[1:] if path.startswith("/") else path
-        bucket, _, key = path.partition("/")
-        if not bucket and key:  # "//bucket/key": an empty bucket name, never the service level
-            raise S3Error("InvalidBucketName", extra={"BucketName": bucket})
-        self.bucket: str = bucket
-        self.key: str = key
-        qs = scope.get("query_string", b"")
-        self.query: dict[str, str] = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
         headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             k = name.decode("latin-1")  # ASGI servers hand header names in lower case
@@ -95,6 +101,17 @@ class Request:
                 v = user_metadata_value(value)
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
         self.headers = headers
+        hosted = virtual_bucket(headers.get("host"), domains) if domains else None
+        if hosted is not None:  # bucket.domain/key: the whole path is the key
+            bucket, key = hosted, path
+        else:
+            bucket, _, key = path.partition("/")
+            if not bucket and key:  # "//bucket/key": an empty bucket name, never the service level
+                raise S3Error("InvalidBucketName", extra={"BucketName": bucket})
+        self.bucket: str = bucket
+        self.key: str = key
+        qs = scope.get("query_string", b"")
+        self.query: dict[str, str] = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
         self.receive = receive
         self.user: str | None = None
         self.chain: ChunkChain | None = None  # set when a signed aws-chunked body's signatures are to be checked

@@ -17,12 +17,15 @@ from urllib.parse import urlsplit
 from cache.blocks.metadata import CachedStore
 from cache.blocks.reader import BlockReader
 from cache.blocks.store import BlockStore
+from cache.cluster.locks import RedisLocks
 from cache.cluster.peers import Peers
 from cache.cluster.registry import Registry
 from cache.cluster.routing import Cluster
 from cache.s3.errors import S3Error
 from cache.storage.base import UnderStore
+from cache.storage.directory.locks import FileLocks
 from cache.storage.directory.store import DirectoryStore
+from cache.storage.locks import LocalLocks
 from cache.storage.namespace import Mount, Namespace
 from cache.storage.origin.credentials import OriginCredentials, origin_credentials
 from cache.storage.origin.signing import Signer
@@ -114,6 +117,7 @@ def build_stack(settings: Settings) -> Stack:
     signed_origin = _origin(settings)
     origin, credentials = signed_origin if signed_origin is not None else (None, None)
     if origin is None and not settings.mounts and not settings.cluster.redis_url:
+        _hold_keys(settings, [directory], None)
         return Stack(directory)
     if settings.server.processes > 1 and settings.cache.capacity_bytes > 0:
         raise ConfigError("server.processes: a caching worker runs one process (its block index lives in it); "
@@ -136,6 +140,7 @@ def build_stack(settings: Settings) -> Stack:
     mounts = [_mount(settings, i, front, caching, settings.storage.fsync) for i in range(len(settings.mounts))]
     namespace = Namespace(mounts, front or directory, default_cached=caching)
     stack = Stack(namespace, namespace, blocks, reader, cached, registry, cluster)
+    _hold_keys(settings, [directory, origin, *(m.store for m in mounts)], registry)
     if registry is not None and cluster is not None and peers is not None:
         blocks.listener = lambda block, held: registry.held(block) if held else registry.dropped(block)
         if cached is not None:
@@ -147,6 +152,18 @@ def build_stack(settings: Settings) -> Stack:
         stack.starters.append(credentials.start)  # temporary credentials refreshed in the background
         stack.closers += [credentials.stop, origin.aclose]
     return stack
+
+
+def _hold_keys(settings: Settings, stores: list[object], registry: Registry | None) -> None:
+    """The key locks a conditional write holds, each waiting storage.write_lock_wait_s: a directory's across the
+    processes serving it; an origin's across the cluster (Redis) when there is one, else in this worker."""
+    wait = settings.storage.write_lock_wait_s
+    for store in stores:
+        if isinstance(store, DirectoryStore):
+            store.locks = FileLocks(wait)
+        elif isinstance(store, S3Store):
+            store.locks = RedisLocks(registry.redis, settings.cluster.namespace, wait) if registry is not None \
+                else LocalLocks(wait)
 
 
 async def _no_origin(bucket: str, key: str, etag: str, start: int, end: int) -> AsyncIterator[bytes]:

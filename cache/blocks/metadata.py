@@ -23,6 +23,7 @@ from cache.bounded import Bounded
 from cache.cluster.registry import Registry
 from cache.s3.errors import S3Error
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -242,22 +243,25 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             await self.invalidate(bucket, key)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         try:
-            return await self.origin.copy_object(src_bucket, src_key, bucket, key, new, tags)
+            return await self.origin.copy_object(src_bucket, src_key, bucket, key, new, tags, conditions)
         finally:
             await self.invalidate(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         try:
-            await self.origin.delete_object(bucket, key)
+            await self.origin.delete_object(bucket, key, conditions)
         finally:
             await self.invalidate(bucket, key)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         try:
-            return await self.origin.delete_objects(bucket, keys)
+            return await self.origin.delete_objects(bucket, keys, if_match)
         finally:
             await self.invalidate(bucket, *keys)
 

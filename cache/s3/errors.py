@@ -18,6 +18,9 @@ CODES: dict[str, tuple[int, str]] = {
     "BucketAlreadyOwnedByYou": (409, "Your previous request to create the named bucket succeeded and you already own it."),
     "BucketNotEmpty": (409, "The bucket you tried to delete is not empty"),
     "EntityTooLarge": (400, "Your proposed upload exceeds the maximum allowed object size."),
+    "ConditionalRequestConflict": (409, "A conflicting operation occurred. If using PutObject you can retry the "
+                                        "request. If using multipart upload you should initiate another "
+                                        "CreateMultipartUpload request and re-upload each part."),
     "EntityTooSmall": (400, "Your proposed upload is smaller than the minimum allowed object size."),
     "IncompleteBody": (400, "You did not provide the number of bytes specified by the Content-Length HTTP header."),
     "InternalError": (500, "We encountered an internal error. Please try again."),

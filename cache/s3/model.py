@@ -131,10 +131,18 @@ class SentChecksums:
 
 @dataclass(frozen=True)
 class WriteConditions:
-    """Conditional writes (S3's If-None-Match: * and If-Match on PUT and CompleteMultipartUpload)."""
+    """Conditional writes (S3's If-None-Match: * and If-Match on PUT, copy and CompleteMultipartUpload, If-Match on
+    a delete); judged by cache.s3.conditions."""
 
-    if_match: str | None = None
-    if_none_match: str | None = None
+    if_match: str | None = None  # an ETag without its quotes, or "*"
+    if_none_match: str | None = None  # "*", the one form S3 has
+
+    @property
+    def given(self) -> bool:
+        return self.if_match is not None or self.if_none_match is not None
+
+
+UNCONDITIONAL = WriteConditions()
 
 
 @dataclass(frozen=True)

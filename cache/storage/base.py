@@ -12,6 +12,7 @@ from typing import Protocol
 
 from cache.s3.errors import S3Error
 from cache.s3.model import (
+    UNCONDITIONAL,
     BodyChecksums,
     BucketInfo,
     ListPage,
@@ -144,11 +145,19 @@ class UnderStore(Multipart, Protocol):
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta: ...
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
-    ) -> ObjectMeta: ...
-    async def delete_object(self, bucket: str, key: str) -> None: ...
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
-        """Delete up to 1000 keys; one outcome per key, in order (None: deleted or absent)."""
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
+    ) -> ObjectMeta:
+        """conditions: the destination's (If-None-Match: *, If-Match), judged as a PutObject's are."""
+        ...
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
+        """conditions: If-Match alone (a conditional DeleteObject), judged atomically as a conditional write is."""
+        ...
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
+        """Delete up to 1000 keys (if_match: each key's If-Match ETag, or None); one outcome per key, in order
+        (None: deleted or absent)."""
         ...
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]: ...
     async def put_object_tags(self, bucket: str, key: str, tags: dict[str, str]) -> None: ...

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from cache.s3.errors import S3Error, no_such_bucket
 from cache.s3.model import (
+    UNCONDITIONAL,
     BodyChecksums,
     BucketInfo,
     ListEntry,
@@ -136,11 +137,13 @@ class Namespace:
         return self._unmeta(m, await m.store.put_object(m.target, m.key(key), body, new, conditions, size=size))
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         src, dst = self.mount(src_bucket), self.mount(bucket)
         if src.store is dst.store:
-            meta = await dst.store.copy_object(src.target, src.key(src_key), dst.target, dst.key(key), new, tags)
+            meta = await dst.store.copy_object(src.target, src.key(src_key), dst.target, dst.key(key), new, tags,
+                                               conditions)
             return self._unmeta(dst, meta)
         source = await src.store.open_object(src.target, src.key(src_key))  # across stores: stream it over
         meta = source.meta
@@ -148,16 +151,18 @@ class Namespace:
             new = NewObject(meta.headers, meta.user_metadata)
         new = NewObject(new.headers, new.user_metadata, meta.tags if tags is None else tags)
         body = source.iter_range(0, meta.size, _COPY_CHUNK_BYTES)
-        written = await dst.store.put_object(dst.target, dst.key(key), body, new, WriteConditions(), size=meta.size)
+        written = await dst.store.put_object(dst.target, dst.key(key), body, new, conditions, size=meta.size)
         return self._unmeta(dst, written)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         m = self.mount(bucket)
-        await m.store.delete_object(m.target, m.key(key))
+        await m.store.delete_object(m.target, m.key(key), conditions)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         m = self.mount(bucket)
-        return await m.store.delete_objects(m.target, [m.key(key) for key in keys])
+        return await m.store.delete_objects(m.target, [m.key(key) for key in keys], if_match)
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         m = self.mount(bucket)

@@ -15,6 +15,8 @@ from proxy.headers import (
     check_version_id,
     checksum_headers,
     copy_source,
+    delete_conditions,
+    etag_condition,
     new_object,
     object_headers,
     tags_from_header,
@@ -159,6 +161,7 @@ def _directive(request: Request, header: str) -> str:
 
 async def copy_object(ctx: Context, request: Request) -> Response:
     check_acl_headers(request)  # whatever the metadata directive
+    conditions = write_conditions(request)  # the destination's; x-amz-copy-source-if-* are the source's
     src_bucket, src_key = copy_source(request)
     metadata_directive = _directive(request, "x-amz-metadata-directive")
     tagging_directive = _directive(request, "x-amz-tagging-directive")
@@ -171,7 +174,7 @@ async def copy_object(ctx: Context, request: Request) -> Response:
     check_preconditions(request.headers, source, prefix="x-amz-copy-source-")
     new = new_object(request) if metadata_directive == "REPLACE" else None
     tags = tags_from_header(request) if tagging_directive == "REPLACE" else None
-    meta = await ctx.store.copy_object(src_bucket, src_key, request.bucket, request.key, new, tags)
+    meta = await ctx.store.copy_object(src_bucket, src_key, request.bucket, request.key, new, tags, conditions)
     body = document("CopyObjectResult", tag("LastModified", iso_time(meta.last_modified)),
                     tag("ETag", f'"{meta.etag}"'))
     return Response.xml(body)
@@ -179,7 +182,7 @@ async def copy_object(ctx: Context, request: Request) -> Response:
 
 async def delete_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
-    await ctx.store.delete_object(request.bucket, request.key)
+    await ctx.store.delete_object(request.bucket, request.key, delete_conditions(request))
     return Response(204)
 
 
@@ -194,16 +197,17 @@ async def delete_objects(ctx: Context, request: Request) -> Response:
         key = child_text(item, "Key")
         if key is None:
             raise S3Error("MalformedXML", "Each Object must have a Key")
-        items.append((key, child_text(item, "VersionId")))
+        items.append((key, child_text(item, "VersionId"), etag_condition(child_text(item, "ETag"))))
     await ctx.store.head_bucket(request.bucket)
     # Each key is judged by the access policy: a refused one is its own AccessDenied, the rest are deleted.
     # Versions other than "null" do not exist in these unversioned buckets; the rest go in one call (one
-    # DeleteObjects request to an S3 origin).
-    refused = denied_keys(ctx.policy, request, request.operation, (key for key, _ in items))
-    wanted = [key for key, version in items if version in (None, "null") and key not in refused]
-    outcomes = iter(await ctx.store.delete_objects(request.bucket, wanted) if wanted else [])
+    # DeleteObjects request to an S3 origin, but for the keys deleted only if their ETag matches).
+    refused = denied_keys(ctx.policy, request, request.operation, (key for key, _, _ in items))
+    wanted = [(key, etag) for key, version, etag in items if version in (None, "null") and key not in refused]
+    outcomes = iter(await ctx.store.delete_objects(request.bucket, [key for key, _ in wanted],
+                                                   [etag for _, etag in wanted]) if wanted else [])
     results = []
-    for key, version in items:
+    for key, version, _ in items:
         version_xml = tag("VersionId", version) if version is not None else ""
         if key in refused:
             error: S3Error | None = S3Error("AccessDenied", "Access Denied")

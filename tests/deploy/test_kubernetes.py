@@ -391,7 +391,11 @@ def test_production_ingress_servicemonitor_and_disruption_budgets() -> None:
     ingress = named(docs, "Ingress", "s3cache")
     backends = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
     endpoint = named(docs, "Service", "s3cache")
-    assert backends == [{"name": "s3cache", "port": {"name": endpoint["spec"]["ports"][0]["name"]}}]
+    # the endpoint's host and its virtual hosts (bucket.host, as server.domains in the settings names it)
+    assert backends == [{"name": "s3cache", "port": {"name": endpoint["spec"]["ports"][0]["name"]}}] * 2
+    hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+    assert hosts == ["s3cache.example.com", "*.s3cache.example.com"]
+    assert ingress["spec"]["tls"][0]["hosts"] == hosts
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "0"
     monitor = named(docs, "ServiceMonitor", "s3cache")
     scraped = [s for s in of_kind(docs, "Service") if selects(monitor["spec"]["selector"]["matchLabels"],

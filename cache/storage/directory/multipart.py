@@ -53,6 +53,7 @@ from cache.storage.directory.layout import (
     record_for,
     remove_quietly,
 )
+from cache.storage.directory.place import check_placeable
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _COPY_CHUNK_BYTES = 8 << 20
@@ -129,16 +130,16 @@ def _writer(paths: BucketPaths, fsync: bool, algorithm: str | None) -> HashingWr
 
 
 class UploadHost(Protocol):
-    """What multipart needs of the store it serves: its buckets, its placement and condition checks, its commit."""
+    """What multipart needs of the store it serves: its buckets, its condition check, its commit."""
 
     fsync: bool
 
     def existing_bucket(self, bucket: str) -> BucketPaths: ...
-    def check_placeable(self, paths: BucketPaths, key: str) -> None: ...
     async def open_object(self, bucket: str, key: str) -> OpenObject: ...
     async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta: ...
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None: ...
-    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta: ...
+    async def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                     conditions: WriteConditions) -> ObjectMeta: ...
 
 
 class Uploads:
@@ -166,7 +167,7 @@ class Uploads:
     async def create_upload(self, bucket: str, key: str, new: NewObject, initiator: str) -> str:
         check_key(key)
         paths = self.store.existing_bucket(bucket)
-        self.store.check_placeable(paths, key)
+        check_placeable(paths, key)
         upload_id = uuid.uuid4().hex
         directory = paths.uploads / upload_id
         check_no_links(paths, str(directory))
@@ -339,7 +340,7 @@ class Uploads:
         record["part_sizes"] = sizes  # each part's size, in order: where each part lies, for part reads
         if algorithm:
             record["part_checksums"] = [part.checksums.get(algorithm) for part in named]
-        meta = self.store.commit(bucket, paths, key, tmp, record)
+        meta = await self.store.commit(bucket, paths, key, tmp, record, conditions)  # judged again, the key held
         done = {"key": key, "parts": _part_list(parts), "etag": etag, "size": size, "time": meta.last_modified,
                 "checksums": meta.checksums, "checksum_type": meta.checksum_type}
         _write_record(directory, COMPLETED_RECORD, done, paths.new_tmp())

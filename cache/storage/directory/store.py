@@ -18,8 +18,10 @@ from typing import Any
 
 from cache.fileio import pread
 from cache.s3.checksums import FULL_OBJECT, type_of
+from cache.s3.conditions import judge
 from cache.s3.errors import S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -48,25 +50,21 @@ from cache.storage.directory.layout import (
     storage_error,
     write_sidecar,
 )
+from cache.storage.directory.locks import FileLocks
 from cache.storage.directory.memory import SMALL_OBJECT_BYTES
 from cache.storage.directory.metadata import KnownObjects
 from cache.storage.directory.multipart import Uploads
-
-
-def _conflict(key: str) -> S3Error:
-    return S3Error(
-        "InvalidRequest",
-        f"Key {key!r} conflicts with an existing object or prefix: a directory under storage cannot hold "
-        "both 'a' and 'a/...'",
-        extra={"Key": key},
-    )
+from cache.storage.directory.place import check_placeable, conflict, place
+from cache.storage.locks import current_or_none
 
 
 class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.directory.multipart
-    def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None) -> None:
+    def __init__(self, root: Path, fsync: bool = False, bucket_dirs: dict[str, Path] | None = None,
+                 write_lock_wait_s: float = 10.0) -> None:
         """root holds one directory per bucket; bucket_dirs pins named buckets elsewhere (file:// mounts)."""
         self.root = Path(root).resolve()
         self.fsync = fsync
+        self.locks = FileLocks(write_lock_wait_s)  # every commit and delete holds its key, in any process
         self.root.mkdir(parents=True, exist_ok=True)
         self._uploads = Uploads(self)
         self._buckets: dict[str, BucketPaths] = {
@@ -239,52 +237,26 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
 
     # ---- writes --------------------------------------------------------------------------------
 
-    def check_placeable(self, paths: BucketPaths, key: str) -> None:
-        """Fail before reading a body when the key cannot live in the directory tree (or only outside it)."""
-        target = paths.data(key)
-        check_reachable(paths, str(target), key)
-        for parent in reversed(target.relative_to(paths.root).parents[:-1]):
-            candidate = paths.root / parent
-            if candidate.exists() and not candidate.is_dir():
-                raise _conflict(key)
-        if not key.endswith("/") and target.is_dir():
-            raise _conflict(key)
-        if key.endswith("/") and target.exists() and not target.is_dir():
-            raise _conflict(key)
-
     async def check_conditions(self, bucket: str, key: str, conditions: WriteConditions) -> None:
-        if conditions.if_none_match is None and conditions.if_match is None:
-            return
-        try:
-            current: ObjectMeta | None = await self.head_object(bucket, key)
-        except S3Error as exc:
-            if exc.code != "NoSuchKey":
-                raise
-            current = None
-        if conditions.if_none_match == "*" and current is not None:
-            raise S3Error("PreconditionFailed", extra={"Condition": "If-None-Match"})
-        if conditions.if_match is not None:
-            if current is None:
-                raise no_such_key(key)
-            if conditions.if_match not in ("*", current.etag):
-                raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+        """Judge conditions against the key's object: early (before a body is read), then again at the commit."""
+        if conditions.given:
+            judge(conditions, key, await current_or_none(lambda: self.head_object(bucket, key)))
 
-    def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any]) -> ObjectMeta:
-        """Move a complete temp file into place and write its sidecar; synchronous, so atomic per process."""
-        target = paths.data(key)
+    async def commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                     conditions: WriteConditions) -> ObjectMeta:
+        """Move a complete temp file into place and write its sidecar, the key held (in every process serving the
+        directory), so a conditional write is judged and done with no other write of the key in between."""
         try:
-            check_reachable(paths, str(target), key)  # again: a link may have appeared while the body came in
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
-        except (FileExistsError, NotADirectoryError, IsADirectoryError):
-            remove_quietly(tmp)
-            raise _conflict(key) from None
-        except OSError as exc:
-            remove_quietly(tmp)
-            raise storage_error(exc) from exc
-        except S3Error:
+            async with self.locks.hold(paths, key):
+                await self.check_conditions(bucket, key, conditions)
+                return self._commit(bucket, paths, key, tmp, record, conditions.if_none_match == "*")
+        except BaseException:
             remove_quietly(tmp)
             raise
+
+    def _commit(self, bucket: str, paths: BucketPaths, key: str, tmp: Path, record: dict[str, Any],
+                create: bool) -> ObjectMeta:
+        target = place(paths, key, tmp, create)
         st = os.stat(target)
         record["stamp"] = stamp_of(st)
         write_sidecar(paths, key, record)
@@ -292,14 +264,17 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         self._known.remember(bucket, key, record["stamp"], self._known.sidecar_stamp(paths, key), meta)
         return meta
 
-    async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject) -> ObjectMeta:
+    async def _write_marker(self, bucket: str, paths: BucketPaths, key: str, new: NewObject,
+                            conditions: WriteConditions) -> ObjectMeta:
         target = paths.data(key)
         check_reachable(paths, str(target), key)
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise _conflict(key) from None
-        write_sidecar(paths, key, record_for(EMPTY_MD5, new))
+        async with self.locks.hold(paths, key):
+            await self.check_conditions(bucket, key, conditions)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise conflict(key) from None
+            write_sidecar(paths, key, record_for(EMPTY_MD5, new))
         return await self.head_object(bucket, key)
 
     async def put_object(
@@ -307,7 +282,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
     ) -> ObjectMeta:
         check_key(key)
         paths = self.existing_bucket(bucket)
-        self.check_placeable(paths, key)
+        check_placeable(paths, key)
         await self.check_conditions(bucket, key, conditions)
         writer = HashingWriter(paths.new_tmp(), self.fsync)
         try:
@@ -322,16 +297,17 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise
         if key.endswith("/"):
             writer.discard()
-            return await self._write_marker(bucket, paths, key, new)
-        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+            return await self._write_marker(bucket, paths, key, new, conditions)
+        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), conditions)
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         source = await self.open_object(src_bucket, src_key)
         check_key(key)
         paths = self.existing_bucket(bucket)
-        self.check_placeable(paths, key)
+        check_placeable(paths, key)
         src = source.meta
         if new is None:  # a checksum of the bytes goes along; a composite one (of the source's parts) cannot
             kept = src.checksums if type_of(src.checksums, src.checksum_type, src.etag) == FULL_OBJECT else {}
@@ -339,7 +315,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         new = NewObject(new.headers, new.user_metadata, src.tags if tags is None else tags, new.checksums)
         if key.endswith("/"):
             source.close()
-            return await self._write_marker(bucket, paths, key, new)
+            return await self._write_marker(bucket, paths, key, new, conditions)
         writer = HashingWriter(paths.new_tmp(), self.fsync)
         try:
             async for chunk in source.iter_range(0, src.size, 4 << 20):
@@ -350,7 +326,7 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
             raise
         finally:
             source.close()
-        return self.commit(bucket, paths, key, writer.path, record_for(etag, new))
+        return await self.commit(bucket, paths, key, writer.path, record_for(etag, new), conditions)
 
     async def get_object_tags(self, bucket: str, key: str) -> dict[str, str]:
         return (await self.head_object(bucket, key)).tags
@@ -363,22 +339,29 @@ class DirectoryStore(DelegatedMultipart):  # multipart: staged by cache.storage.
         write_sidecar(paths, key, record)
         self._known.forget(bucket, key)
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         outcomes: list[S3Error | None] = []
-        for key in keys:  # each a few local syscalls: nothing to gain from doing them side by side
+        for key, etag in zip(keys, if_match or [None] * len(keys), strict=True):  # a few syscalls each: one by one
             try:
-                await self.delete_object(bucket, key)
+                await self.delete_object(bucket, key, WriteConditions(if_match=etag))
                 outcomes.append(None)
             except S3Error as error:
                 outcomes.append(error)
         return outcomes
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
         check_key(key)
         paths = self.existing_bucket(bucket)
         target = paths.data(key)
         check_reachable(paths, str(target), key)  # unlink or rmdir through a link would remove what is outside
-        self._known.forget(bucket, key)
+        async with self.locks.hold(paths, key):
+            await self.check_conditions(bucket, key, conditions)
+            self._known.forget(bucket, key)
+            self._delete(paths, key, target)
+
+    def _delete(self, paths: BucketPaths, key: str, target: Path) -> None:
         try:
             if key.endswith("/"):
                 remove_quietly(paths.meta(key))

@@ -31,6 +31,7 @@ from cache.s3.model import (
 )
 from cache.s3.xml import NOT_XML_CHAR, parse_xml
 from cache.storage.base import Body
+from cache.storage.locks import KeyLocks, conditional_write
 from cache.storage.origin.wire import (
     checksum_elements,
     checksums_of,
@@ -99,6 +100,8 @@ class UploadHost(Protocol):
         idempotent: bool = True,
     ) -> Answer: ...
     async def head_object(self, bucket: str, key: str, checksums: bool = False) -> ObjectMeta: ...
+    @property
+    def locks(self) -> KeyLocks: ...
 
 
 class Uploads:
@@ -189,9 +192,15 @@ class Uploads:
         headers.update({header_name(name): value for name, value in sent.whole.items()})
         if sent.checksum_type:
             headers["x-amz-checksum-type"] = sent.checksum_type
+        expected = multipart_etag([etag for _, etag in parts])
         try:
-            response = await self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
-                                                headers=headers, idempotent=False)
+            # The conditions are judged here, the key held (moto does not judge If-Match on a Complete), and passed
+            # on; an object that is the one these parts make is this upload completed already (a retry), let through.
+            response = await conditional_write(
+                self.store.locks, bucket, key, conditions, lambda: self.store.head_object(bucket, key),
+                lambda: self.store.request("POST", bucket, key, query={"uploadId": upload_id}, body=document,
+                                           headers=headers, idempotent=False),
+                settled=lambda current: current.etag == expected)
         except S3Error as error:
             if await self._unknown(bucket, key, upload_id, error):
                 return await self._completed(bucket, key, upload_id, parts)

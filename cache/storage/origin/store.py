@@ -19,11 +19,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from urllib.parse import quote, urlencode, urlsplit
 
-from defusedxml import ElementTree
-
-from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
+from cache.s3.errors import CODES, S3Error
 from cache.s3.listing import MAX_KEYS
 from cache.s3.model import (
+    UNCONDITIONAL,
     BucketInfo,
     ListPage,
     NewObject,
@@ -32,6 +31,7 @@ from cache.s3.model import (
 )
 from cache.s3.xml import parse_xml, tagging_document, xml_safe
 from cache.storage.base import Body, DelegatedMultipart, Origin
+from cache.storage.locks import KeyLocks, LocalLocks, conditional_write
 from cache.storage.origin.multipart import Uploads
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
@@ -43,6 +43,7 @@ from cache.storage.origin.wire import (
     list_page,
     meta_from_headers,
     object_write_headers,
+    origin_error,
     tags_of,
     with_checksum,
 )
@@ -52,10 +53,6 @@ log = logging.getLogger("s3cache.origin")
 _RETRY_STATUS = {500, 502, 503, 504}
 _CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})$")
 _HIGHEST = "\U0010ffff"  # sorts after every other character: "x/" + _HIGHEST skips all of "x/..."
-_STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey",
-                 405: "MethodNotAllowed", 409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange",
-                 500: "InternalError", 501: "NotImplemented", 503: "ServiceUnavailable"}
-
 
 class Sent:
     """A 2xx answer of the origin: status, headers (lower-case names) and, unless streamed, the body."""
@@ -90,6 +87,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         http_client: str = "aiohttp",
         tls: ssl.SSLContext | None = None,
         transport: Transport | None = None,
+        locks: KeyLocks | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
         parts = urlsplit(self.endpoint)
@@ -102,6 +100,8 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         self.http = transport or make_transport(http_client, connect_timeout_s=connect_timeout_s,
                                                 read_timeout_s=read_timeout_s, max_connections=max_connections,
                                                 tls=tls)
+        # Held by a conditional write from its judgement to its end: a worker's own, or the cluster's (Redis).
+        self.locks: KeyLocks = locks or LocalLocks(10.0)
         self._uploads = Uploads(self)
 
     async def aclose(self) -> None:
@@ -164,36 +164,12 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
                 attempt += 1
                 await self._backoff(attempt, f"{method} {target}: HTTP {response.status}")
                 continue
-            raise self._error(response, content, bucket, key)
+            raise origin_error(response.status, response.headers, content, self.endpoint, bucket, key)
 
     async def _backoff(self, attempt: int, why: str) -> None:
         delay = self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning("origin request failed (%s); retry %d/%d in %.2fs", why, attempt, self.retries, delay)
         await asyncio.sleep(delay)
-
-    def _error(self, response: Response, data: bytes, bucket: str, key: str) -> S3Error:
-        status = response.status
-        code, message = None, ""
-        if data:
-            try:
-                root = parse_xml(data)
-                code, message = root.findtext("Code"), root.findtext("Message") or ""
-            except ElementTree.ParseError:
-                pass
-        if code is None:
-            code = _STATUS_CODES.get(status, "InternalError" if status >= 500 else "InvalidRequest")
-            if code == "NoSuchKey" and not key:
-                code = "NoSuchBucket"
-        if code == "NoSuchBucket":
-            return no_such_bucket(bucket)
-        if code == "NoSuchKey":
-            return no_such_key(key)
-        if status >= 500 and not message:
-            message = f"The origin {self.endpoint} answered HTTP {status}"
-        headers = {"content-range": response.headers["content-range"]} if status == 416 and \
-            "content-range" in response.headers else {}
-        known = code in CODES and CODES[code][0] == status
-        return S3Error(code, message, headers=headers, origin_status=None if known else status)
 
     # ---- buckets -------------------------------------------------------------------------------
 
@@ -328,6 +304,14 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
     ) -> ObjectMeta:
+        # Judged here, the key held, whatever the origin does with the condition (moto judges it apart from its
+        # write); passed on too, so an origin that judges it atomically guards against writers past s3cache as well.
+        return await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                       lambda: self._put(bucket, key, body, new, conditions, size))
+
+    async def _put(
+        self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None
+    ) -> ObjectMeta:
         headers = object_write_headers(new)
         headers.update(condition_headers(conditions))
         body = with_checksum(headers, body, size, new.checksums, new.trailing_checksum)
@@ -337,7 +321,8 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
                           user_metadata=new.user_metadata, tags=new.tags, tag_count=len(new.tags))
 
     async def copy_object(
-        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None
+        self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None, tags: dict[str, str] | None,
+        conditions: WriteConditions = UNCONDITIONAL,
     ) -> ObjectMeta:
         headers = {"x-amz-copy-source": f"/{quote(src_bucket, safe='')}/{quote(src_key, safe='/~')}"}
         if new is not None:
@@ -346,20 +331,33 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         if tags is not None:
             headers["x-amz-tagging-directive"] = "REPLACE"
             headers["x-amz-tagging"] = urlencode(tags)
-        response = await self.request("PUT", bucket, key, headers=headers)
+        headers.update(condition_headers(conditions))
+        response = await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                           lambda: self.request("PUT", bucket, key, headers=headers))
         root = parse_xml(response.content)
         if root.tag == "Error":  # S3 may answer 200 and report the failure in the body
             raise S3Error(root.findtext("Code") or "InternalError", root.findtext("Message") or "",
                           origin_status=500)
         return await self.head_object(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
-        await self.request("DELETE", bucket, key)
+    async def delete_object(self, bucket: str, key: str, conditions: WriteConditions = UNCONDITIONAL) -> None:
+        await conditional_write(self.locks, bucket, key, conditions, lambda: self.head_object(bucket, key),
+                                lambda: self.request("DELETE", bucket, key, headers=condition_headers(conditions)))
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
-        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others."""
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
+        """One DeleteObjects request for the keys XML can carry; one DELETE each for any others, and for each key
+        deleted only if its ETag matches (judged under the key's lock, as a conditional DeleteObject is)."""
         outcomes: dict[int, S3Error | None] = {}
-        batch = [i for i, key in enumerate(keys) if xml_safe(key)]
+        for i, etag in enumerate(if_match or []):
+            if etag is not None:
+                try:
+                    await self.delete_object(bucket, keys[i], WriteConditions(if_match=etag))
+                    outcomes[i] = None
+                except S3Error as failure:
+                    outcomes[i] = failure
+        batch = [i for i, key in enumerate(keys) if xml_safe(key) and i not in outcomes]
         if batch:
             body = delete_xml([keys[i] for i in batch])
             headers = {"content-md5": base64.b64encode(hashlib.md5(body).digest()).decode(),

@@ -1,4 +1,4 @@
-"""The S3 wire format toward an origin: response XML and headers in, request headers and bodies out.
+"""The S3 wire format toward an origin: response XML, headers and errors in, request headers and bodies out.
 
 Pure helpers of cache.storage.origin.store, kept apart so the client itself is only requests, retries and errors.
 What the front end needs too (XML parsing and escaping, the Tagging document, HTTP dates) is cache.s3.xml's.
@@ -15,8 +15,10 @@ from typing import Any
 from urllib.parse import unquote_plus, urlencode
 from xml.etree.ElementTree import Element
 
+from defusedxml import ElementTree
+
 from cache.s3.checksums import ALGORITHMS, COMPOSITE, element_name, header_name, type_of
-from cache.s3.errors import S3Error
+from cache.s3.errors import CODES, S3Error, no_such_bucket, no_such_key
 from cache.s3.model import (
     STORED_HEADERS,
     ListEntry,
@@ -26,8 +28,13 @@ from cache.s3.model import (
     WriteConditions,
     multipart_etag_parts,
 )
-from cache.s3.xml import S3_NS, http_date, tag, tag_pairs
+from cache.s3.xml import S3_NS, http_date, parse_xml, tag, tag_pairs
 from cache.storage.base import Body
+
+# What an origin's error answer without a body (a HEAD's) means
+_STATUS_CODES = {304: "NotModified", 400: "InvalidRequest", 403: "AccessDenied", 404: "NoSuchKey",
+                 405: "MethodNotAllowed", 409: "OperationAborted", 412: "PreconditionFailed", 416: "InvalidRange",
+                 500: "InternalError", 501: "NotImplemented", 503: "ServiceUnavailable"}
 
 
 def http_epoch(text: str | None) -> float:
@@ -189,7 +196,7 @@ def condition_headers(conditions: WriteConditions) -> dict[str, str]:
     if conditions.if_none_match is not None:
         headers["if-none-match"] = conditions.if_none_match
     if conditions.if_match is not None:
-        headers["if-match"] = f'"{conditions.if_match}"'
+        headers["if-match"] = conditions.if_match if conditions.if_match == "*" else f'"{conditions.if_match}"'
     return headers
 
 
@@ -210,3 +217,29 @@ def list_page(root: Element) -> ListPage:
     truncated = (root.findtext("IsTruncated") or "false") == "true"
     last = max([e.key for e in entries] + prefixes) if truncated and (entries or prefixes) else None
     return ListPage(entries, prefixes, truncated, last)
+
+
+def origin_error(status: int, headers: Mapping[str, str], data: bytes, endpoint: str, bucket: str,
+                 key: str) -> S3Error:
+    """The S3 error a failed origin answer means: its own Code and Message when its body has them, else the
+    status's; a 5xx without a message names the origin."""
+    code, message = None, ""
+    if data:
+        try:
+            root = parse_xml(data)
+            code, message = root.findtext("Code"), root.findtext("Message") or ""
+        except ElementTree.ParseError:
+            pass
+    if code is None:
+        code = _STATUS_CODES.get(status, "InternalError" if status >= 500 else "InvalidRequest")
+        if code == "NoSuchKey" and not key:
+            code = "NoSuchBucket"
+    if code == "NoSuchBucket":
+        return no_such_bucket(bucket)
+    if code == "NoSuchKey":
+        return no_such_key(key)
+    if status >= 500 and not message:
+        message = f"The origin {endpoint} answered HTTP {status}"
+    extra = {"content-range": headers["content-range"]} if status == 416 and "content-range" in headers else {}
+    known = code in CODES and CODES[code][0] == status
+    return S3Error(code, message, headers=extra, origin_status=None if known else status)

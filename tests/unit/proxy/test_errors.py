@@ -61,6 +61,7 @@ AWS_STATUS = {
     "NotImplemented": 501,
     "NotModified": 304,
     "OperationAborted": 409,
+    "ConditionalRequestConflict": 409,
     "PreconditionFailed": 412,
     "ServiceUnavailable": 503,
     "SlowDown": 503,

@@ -86,7 +86,9 @@ class FakeStore:
     async def head_bucket(self, bucket: str) -> None:
         self.calls.append(("head_bucket", (bucket,)))
 
-    async def delete_objects(self, bucket: str, keys: list[str]) -> list[S3Error | None]:
+    async def delete_objects(
+        self, bucket: str, keys: list[str], if_match: list[str | None] | None = None,
+    ) -> list[S3Error | None]:
         self.calls.append(("delete_objects", (bucket, keys)))
         return [None] * len(keys)
 

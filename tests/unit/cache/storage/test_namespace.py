@@ -120,12 +120,12 @@ class FakeStore:
         return self._meta(bucket, key)
 
     async def copy_object(self, src_bucket: str, src_key: str, bucket: str, key: str, new: NewObject | None,
-                          tags: dict[str, str] | None) -> ObjectMeta:
+                          tags: dict[str, str] | None, conditions: object = None) -> ObjectMeta:
         self.calls.append(("copy_object", src_bucket, src_key, bucket, key))
         self._objects(bucket)[key] = self._objects(src_bucket)[src_key]
         return self._meta(bucket, key)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(self, bucket: str, key: str, conditions: object = None) -> None:
         self.calls.append(("delete_object", bucket, key))
         self._objects(bucket).pop(key, None)
 

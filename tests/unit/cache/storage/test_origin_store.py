@@ -192,7 +192,9 @@ def test_head_object_keeps_checksums_and_only_checksums() -> None:
 
 
 def test_put_object_sends_metadata_conditions_and_length() -> None:
-    recorder = Recorder(lambda request: httpx.Response(200, headers={"etag": '"abc"'}))
+    # The condition is judged first (a HEAD: no such key), then passed on with the PUT.
+    recorder = Recorder(lambda request: httpx.Response(404) if request.method == "HEAD" and request.url.path != "/bkt"
+                        else httpx.Response(200, headers={"etag": '"abc"'}))
 
     async def body() -> Any:
         yield b"hello "
