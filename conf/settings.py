@@ -120,7 +120,9 @@ class OriginSettings(_Section):
                                                          "bucket.host/key.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout of origin requests.")
     read_timeout_s: float = Field(60.0, gt=0, description="Read timeout of origin requests.")
-    retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling).")
+    retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling, "
+                         "with jitter); a body that breaks off is resumed from the byte reached, each resumption "
+                         "one retry.")
     max_connections: int = Field(64, ge=1, description="Pooled connections to the origin.")
     ca_bundle: Path | None = Field(None, description="PEM file of the certificate authorities trusted for an https "
                                    "origin; unset = AWS_CA_BUNDLE, else the system's store.")
