@@ -49,23 +49,17 @@ class CachedObject:
         self.meta = meta  # what the client is told: a namespace above may give the key its mount's name
         self._version = meta  # the origin's key and version, which the blocks are read by
 
-    def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
-        return self.store.reader.stream(self.bucket, self._version, start, end, chunk_bytes)
+    async def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.store.reader.stream(self.bucket, self._version, start, end, chunk_bytes):
+                yield chunk
+        except S3Error as error:
+            if error.code == "PreconditionFailed":  # the origin has moved on from this version: nobody serves it
+                await self.store.invalidate(self.bucket, self._version.key)  # again, here or on another worker
+            raise
 
     async def read_small(self, start: int, end: int) -> bytes:
-        try:
-            return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
-        except S3Error as error:
-            if error.code != "PreconditionFailed":
-                raise
-            # The origin's version moved on since the metadata was cached: forget it and read anew.
-            key = self._version.key
-            await self.store.invalidate(self.bucket, key)
-            fresh = await self.store.head_object(self.bucket, key)
-            if fresh.size != self._version.size:
-                raise S3Error("ServiceUnavailable", "The object changed while it was read; retry") from None
-            self._version = fresh
-            return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
+        return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
 
     def close(self) -> None:
         pass

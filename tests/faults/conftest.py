@@ -1,5 +1,37 @@
-"""The fault suite's fixtures: the cache scenarios' workers over an origin (tests/e2e/conftest.py), shared."""
+"""The fault suite's fixtures: workers over an origin (tests/e2e/conftest.py), and one cluster for a module:
+three workers, one Redis and nginx over the session's moto (rig/cluster.py), which a test may kill parts of and
+must leave whole (``whole`` restarts whatever it finds stopped)."""
 
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rig.cluster import Cluster
+from rig.origin import MotoOrigin
+from rig.redis import RedisServer
 from tests.e2e.conftest import start_worker
 
-__all__ = ["start_worker"]
+__all__ = ["cluster", "start_worker"]
+
+
+def whole(cluster: Cluster) -> Cluster:
+    """Every part of the cluster running again (a test that killed one restarts it here, on the same port)."""
+    assert cluster.redis.proc is not None or cluster.redis.start()
+    for worker in cluster.workers.values():
+        if worker.proc is None or worker.proc.poll() is not None:
+            worker.proc = None
+            worker.start()
+    cluster.wait_membership()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(moto_origin: MotoOrigin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("faults-cluster")
+    c = Cluster("proxy", moto_origin, workdir, RedisServer(workdir))
+    try:
+        yield c.start()
+    finally:
+        c.stop()
