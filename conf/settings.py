@@ -199,7 +199,9 @@ class ClusterSettings(_Section):
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker that has not heartbeated for this long is "
                                    "gone; heartbeats go every third of it.")
     redirect_token_ttl_s: float = Field(60.0, gt=0, description="Lifetime of the signed token in a redirect.")
-    peer_timeout_s: float = Field(10.0, gt=0, description="Read timeout of block reads from a peer.")
+    peer_timeout_s: float = Field(10.0, gt=0, description="A block read from a peer not done within this (its "
+                                  "answer and its bytes, whether the peer stopped answering or answers slowly) is "
+                                  "given up: the rest comes from the next holder, the owner or the origin.")
     namespace: str = Field("s3cache", description="Prefix of every Redis key: clusters may share a Redis.")
 
 
