@@ -8,7 +8,9 @@ wrapped: they are already local.
 Consistency contract: a write through s3cache (PUT, copy, delete, multipart complete, tagging) drops the
 key's cached metadata at once, and the new ETag gives new block ids, so old bytes can never be served
 for a new version. A change made directly at the origin is seen once the metadata TTL
-(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served.
+(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served. In a cluster, while
+Redis is away (so invalidations from other workers cannot arrive) no metadata is trusted from memory: each open
+asks the origin, and blocks of the version it names are still served from the cache.
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
     # ---- reads ---------------------------------------------------------------------------------
 
     def _remembered(self, bucket: str, key: str) -> ObjectMeta | None:
+        if self.registry is not None and not self.registry.healthy:
+            return None  # writes through other workers cannot be heard of without Redis: ask the origin
         hit = self._meta.get((bucket, key))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
