@@ -9,8 +9,9 @@ Consistency contract: a write through s3cache (PUT, copy, delete, multipart comp
 key's cached metadata at once, and the new ETag gives new block ids, so old bytes can never be served
 for a new version. A change made directly at the origin is seen once the metadata TTL
 (``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served. In a cluster, while
-Redis is away (so invalidations from other workers cannot arrive) no metadata is trusted from memory: each open
-asks the origin, and blocks of the version it names are still served from the cache.
+invalidations from other workers cannot arrive (Redis away, the invalidation channel not subscribed) no metadata
+is trusted from memory nor shared between opens: each open asks the origin, and blocks of the version it names
+are still served from the cache.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
     # ---- reads ---------------------------------------------------------------------------------
 
     def _remembered(self, bucket: str, key: str) -> ObjectMeta | None:
-        if self.registry is not None and not self.registry.healthy:
-            return None  # writes through other workers cannot be heard of without Redis: ask the origin
+        if self.registry is not None and not self.registry.trusted:
+            return None  # writes through other workers cannot be heard of now: ask the origin
         hit = self._meta.get((bucket, key))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
@@ -174,6 +175,9 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
     ) -> ObjectMeta:
         """Concurrent readers of a cold object share one origin request: a HEAD (index None) or a GET of block
         index (whole: of the object, which the client reads whole)."""
+        if self.registry is not None and not self.registry.trusted:
+            # An answer already on its way may predate a write this worker cannot hear of: ask on its own.
+            return await self._learn(bucket, key, index, whole, routed)
         ident = (bucket, key, index is None)
         pending = self._learning.get(ident)
         if pending is None:

@@ -86,6 +86,7 @@ class Registry:
         self.stats = stats or (lambda: {})
         self.members: dict[str, Member] = {}  # the live snapshot
         self.healthy = False
+        self.listening = False  # subscribed to invalidations (cache.cluster.shared): writes elsewhere are heard of
         self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
         self._hold_members_until = 0.0  # after Redis came back (maybe empty): keep known workers while they re-register
         self._holders: Bounded[str, tuple[float, list[str]]] = Bounded(_HOLDERS_CACHED)
@@ -160,6 +161,12 @@ class Registry:
         while True:
             await asyncio.sleep(every_s)
             await step()
+
+    @property
+    def trusted(self) -> bool:
+        """Whether metadata kept in memory may be served: Redis answers and every write's invalidation reaches
+        this worker. Otherwise another worker's write would go unheard, so what is known is asked again."""
+        return self.healthy and self.listening
 
     def down(self, what: str, exc: BaseException) -> None:
         """Redis failed at what: unhealthy until a heartbeat gets through again, logged once per outage."""

@@ -60,8 +60,8 @@ return 0
 
 class SharedHost(Protocol):
     """What the shared metadata needs of the registry it serves: its Redis client, namespace, worker id and
-    health, the master's replica count (Sentinel: writes wait for one when there is one), the hook told of
-    every dropped key, and where to report Redis failing."""
+    health, whether invalidations are heard (set here), the master's replica count (Sentinel: writes wait for
+    one when there is one), the hook told of every dropped key, and where to report Redis failing."""
 
     @property
     def redis(self) -> Client: ...
@@ -73,6 +73,7 @@ class SharedHost(Protocol):
     def worker_id(self) -> str: ...
     @property
     def healthy(self) -> bool: ...
+    listening: bool  # set here: whether the invalidation channel is subscribed
     @property
     def on_invalidate(self) -> Callable[[str, str], None]: ...
     def down(self, what: str, exc: BaseException) -> None: ...
@@ -179,6 +180,7 @@ class SharedMetadata:
                 if failed:  # invalidations published while this was away were missed: drop everything
                     failed = False
                     self.registry.on_invalidate("", "")
+                self.registry.listening = True
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -198,12 +200,14 @@ class SharedMetadata:
             except asyncio.CancelledError:
                 raise
             except ERRORS as exc:
+                self.registry.listening = False
                 if self.stopping:
                     return
                 failed = True
                 self.registry.down("invalidation channel", exc)
                 await asyncio.sleep(0.5)
             finally:
+                self.registry.listening = False
                 if pubsub is not None:
                     with contextlib.suppress(*ERRORS):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -95,6 +95,7 @@ class Load:
     failed_writes: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     reads: int = 0
+    began: float = field(default_factory=time.monotonic)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -120,6 +121,7 @@ class Load:
                     with self.lock:
                         known = [v for _, v in self.answered.get(key, [])]
                     floor = max(known, default=0)  # answered before this read began: it must see it or later
+                    at = time.monotonic() - self.began
                     response = client.get(self.rig.url(wid, key))
                     if response.status_code == 404 and not floor:
                         continue  # not written yet
@@ -127,16 +129,18 @@ class Load:
                     with self.lock:
                         self.reads += 1
                         if version is None:
-                            self.violations.append(f"{wid} {key}: {response.status_code} {response.text[:200]}")
+                            self.violations.append(f"{at:.2f}s {wid} {key}: {response.status_code} "
+                                                   f"{response.text[:200]}")
                         elif version < floor:
-                            self.violations.append(f"{wid} {key}: version {version}, {floor} was answered before")
+                            self.violations.append(f"{at:.2f}s {wid} {key}: version {version}, {floor} was "
+                                                   "answered before")
 
     def run(self, seconds: float, during: list[tuple[float, object]]) -> None:
         """Load for seconds, calling each (at, action) at its time."""
         threads = [threading.Thread(target=self.writer, args=(f"k{i}", wid)) for i, wid in enumerate(IDS)]
         keys = [f"k{i}" for i in range(len(IDS))]
         threads += [threading.Thread(target=self.reader, args=(keys, wid)) for wid in IDS for _ in range(2)]
-        began = time.monotonic()
+        began = self.began = time.monotonic()
         for thread in threads:
             thread.start()
         try:
