@@ -202,6 +202,10 @@ class ClusterSettings(_Section):
     peer_timeout_s: float = Field(10.0, gt=0, description="A block read from a peer not done within this (its "
                                   "answer and its bytes, whether the peer stopped answering or answers slowly) is "
                                   "given up: the rest comes from the next holder, the owner or the origin.")
+    invalidation_timeout_s: float = Field(2.0, gt=0, description="How long a write waits for every other worker "
+                                          "to drop the key's metadata before it is answered (read-after-write on "
+                                          "every worker); one that has not by then is logged, and may serve the "
+                                          "old version until cache.metadata_ttl_s.")
     namespace: str = Field("s3cache", description="Prefix of every Redis key: clusters may share a Redis.")
 
 

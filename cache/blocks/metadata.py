@@ -166,9 +166,11 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         return CachedObject(self, bucket, meta), start, end
 
     async def open_here(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
-        """A peer's cold open (this worker owns block index): open it here, never asking another worker."""
-        return self._remembered(bucket, key) or \
-            await self._single_flight(bucket, key, index, whole=whole, routed=False)
+        """A peer's cold open (this worker owns block index): open it here, never asking another worker. Not from
+        memory: the peer may ask because a write's invalidation reached it and not yet this worker, and an answer
+        from here would put the old version back on the peer after the write is answered. Redis (dropped before
+        the invalidation is sent) or the origin answers instead."""
+        return await self._single_flight(bucket, key, index, whole=whole, routed=False)
 
     async def _single_flight(
         self, bucket: str, key: str, index: int | None, whole: bool = False, routed: bool = True,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from cache.bounded import Bounded
 from cache.cluster.connect import ERRORS, Client, close, connect, is_sentinel, masters, parse
-from cache.cluster.shared import SharedMetadata
+from cache.cluster.shared import ACK_TIMEOUT_S, SharedMetadata
 from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")
@@ -70,7 +70,8 @@ class Member:
 
 class Registry:
     def __init__(self, url: str, worker_id: str, advertise_url: str, heartbeat_ttl_s: float,
-                 namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None) -> None:
+                 namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None,
+                 invalidation_timeout_s: float = ACK_TIMEOUT_S) -> None:
         # One Redis, the master a Sentinel group names, or a Redis Cluster: cache.cluster.connect makes the client
         # (with one immediate retry on a fresh connection, so a restart does not flap the worker "down").
         target = parse(url)
@@ -86,6 +87,7 @@ class Registry:
         self.stats = stats or (lambda: {})
         self.members: dict[str, Member] = {}  # the live snapshot
         self.healthy = False
+        self.invalidation_timeout_s = invalidation_timeout_s  # how long a write waits for the others to drop a key
         self.listening = False  # subscribed to invalidations (cache.cluster.shared): writes elsewhere are heard of
         self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
         self._hold_members_until = 0.0  # after Redis came back (maybe empty): keep known workers while they re-register

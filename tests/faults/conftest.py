@@ -4,16 +4,36 @@ must leave whole (``whole`` restarts whatever it finds stopped)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from rig.cluster import Cluster
-from rig.origin import MotoOrigin
+from rig.origin import CountingProxy, MotoOrigin
 from rig.redis import RedisServer
+from tests.conftest import make_client
 from tests.e2e.conftest import start_worker
 
-__all__ = ["cluster", "start_worker"]
+__all__ = ["cluster", "relay", "start_worker"]
+
+
+def seed(moto_origin: MotoOrigin, objects: dict[str, bytes]) -> str:
+    """A new bucket made straight at the origin, holding objects; its name."""
+    s3 = make_client(moto_origin.url)
+    bucket = f"f-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    for key, data in objects.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return bucket
+
+
+@pytest.fixture
+def relay(moto_origin: MotoOrigin) -> Iterator[CountingProxy]:
+    """The session's moto seen through a counting proxy of the test's own (a test may give it a fault plan)."""
+    proxy = CountingProxy(moto_origin.port).start()
+    yield proxy
+    proxy.stop()
 
 
 def whole(cluster: Cluster) -> Cluster:

@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,19 +22,13 @@ import pytest
 from rig.origin import CountingProxy, MotoOrigin
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
+from tests.faults.conftest import seed
 
 MiB = 1 << 20
 
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-@pytest.fixture
-def relay(moto_origin: MotoOrigin) -> Iterator[CountingProxy]:
-    proxy = CountingProxy(moto_origin.port).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture
@@ -52,19 +45,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def _seed(moto_origin: MotoOrigin, objects: dict[str, bytes]) -> str:
-    s3 = make_client(moto_origin.url)
-    bucket = f"d-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    for key, data in objects.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
-    return bucket
-
-
 def test_a_full_cache_disk_serves_from_the_origin_and_caching_resumes(
         moto_origin: MotoOrigin, relay: CountingProxy, start_worker: StartWorker, small_disk: Path) -> None:
     objects = {"a": os.urandom(6 * MiB), "b": os.urandom(6 * MiB + 3)}
-    bucket = _seed(moto_origin, objects)
+    bucket = seed(moto_origin, objects)
     cache_dir = small_disk / "blocks"
     worker = start_worker(relay.url, cache_dir=cache_dir, block_size="1M", capacity="64M", metadata_ttl=600.0)
     ballast = small_disk / "ballast"
@@ -96,7 +80,7 @@ def test_a_full_cache_disk_serves_from_the_origin_and_caching_resumes(
 def test_a_cache_directory_removed_under_a_worker_is_made_again(
         moto_origin: MotoOrigin, relay: CountingProxy, start_worker: StartWorker, tmp_path: Path) -> None:
     data = os.urandom(5 * MiB)
-    bucket = _seed(moto_origin, {"k": data})
+    bucket = seed(moto_origin, {"k": data})
     cache_dir = tmp_path / "cache"
     worker = start_worker(relay.url, cache_dir=cache_dir, block_size="1M", metadata_ttl=600.0)
     s3 = make_client(worker.url)

@@ -15,8 +15,6 @@ import http.client
 import os
 import threading
 import time
-import uuid
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -25,6 +23,7 @@ from rig.faults import Faults
 from rig.origin import CountingProxy, MotoOrigin
 from tests.conftest import make_client
 from tests.e2e.conftest import StartWorker
+from tests.faults.conftest import seed
 
 MiB = 1 << 20
 RETRIES = {"S3CACHE_ORIGIN_RETRIES": "8"}
@@ -34,22 +33,6 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-@pytest.fixture
-def relay(moto_origin: MotoOrigin) -> Any:
-    proxy = CountingProxy(moto_origin.port).start()
-    yield proxy
-    proxy.stop()
-
-
-def _seed(moto_origin: MotoOrigin, objects: dict[str, bytes]) -> str:
-    s3 = make_client(moto_origin.url)
-    bucket = f"f-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=bucket)
-    for key, data in objects.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=data)
-    return bucket
-
-
 def _clean_log(log: str) -> None:
     assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
@@ -57,7 +40,7 @@ def _clean_log(log: str) -> None:
 def test_errors_resets_and_short_bodies_are_retried_and_resumed(moto_origin: MotoOrigin, relay: CountingProxy,
                                                                 start_worker: StartWorker) -> None:
     objects = {f"obj{i}": os.urandom(6 * MiB + 12345) for i in range(4)}
-    bucket = _seed(moto_origin, objects)
+    bucket = seed(moto_origin, objects)
     relay.faults = Faults(error_rate=0.15, reset_rate=0.15, short_rate=0.15, seed=10)
     worker = start_worker(relay.url, block_size="1M", env=RETRIES, metadata_ttl=600.0)
     s3 = make_client(worker.url)
@@ -82,7 +65,7 @@ def test_errors_resets_and_short_bodies_are_retried_and_resumed(moto_origin: Mot
 def test_an_origin_that_always_fails_is_a_clear_error_and_nothing_is_cached(
         moto_origin: MotoOrigin, relay: CountingProxy, start_worker: StartWorker) -> None:
     data = os.urandom(3 * MiB)
-    bucket = _seed(moto_origin, {"k": data})
+    bucket = seed(moto_origin, {"k": data})
     worker = start_worker(relay.url, block_size="1M", env={"S3CACHE_ORIGIN_RETRIES": "2"})
     s3 = make_client(worker.url, retries={"total_max_attempts": 1})  # what the worker answers, not retried
     relay.faults = Faults(error_rate=1.0, errors=((503, "SlowDown"),))
@@ -111,7 +94,7 @@ def test_an_origin_that_always_fails_is_a_clear_error_and_nothing_is_cached(
 def test_an_object_replaced_under_a_read_is_one_version_whole_or_cut(
         moto_origin: MotoOrigin, start_worker: StartWorker) -> None:
     old, new = os.urandom(8 * MiB), os.urandom(8 * MiB)
-    bucket = _seed(moto_origin, {"k": old})
+    bucket = seed(moto_origin, {"k": old})
     # 1 MiB/s a connection, one block read ahead: 4 s for the object, time to replace it
     slow = CountingProxy(moto_origin.port, rate_bytes_s=MiB).start()
     try:

@@ -6,8 +6,6 @@ short; a read that began after a write was answered never gets an older version 
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -16,25 +14,13 @@ import httpx
 import pytest
 
 from rig.cluster import Cluster
+from tests.faults.payloads import payload, version_of
 
 pytestmark = pytest.mark.slow
 
 MiB = 1 << 20
 WRITERS, READERS, SECONDS = 6, 6, 8.0
 SIZES = {"small": 100_000, "large": 2 * MiB + 1000}  # one block, read before the answer starts; three, streamed
-HEADER = 8 + 32  # version number, then the SHA-256 of the rest
-
-
-def payload(version: int, size: int) -> bytes:
-    rest = os.urandom(size + version)  # sizes differ by version: a reader's Content-Length names its version
-    return version.to_bytes(8, "big") + hashlib.sha256(rest).digest() + rest
-
-
-def version_of(body: bytes) -> int | None:
-    """The version a body is, None if it is not one whole version."""
-    if len(body) < HEADER or hashlib.sha256(body[HEADER:]).digest() != body[8:HEADER]:
-        return None
-    return int.from_bytes(body[:8], "big")
 
 
 @dataclass

@@ -16,7 +16,6 @@ import http.client
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from rig.origin import ORIGIN_ENV, CountingProxy, MotoOrigin
 from rig.processes import Worker, free_port
 from rig.redis import RedisServer
 from tests.conftest import make_client
+from tests.faults.conftest import seed
 
 pytestmark = pytest.mark.slow
 
@@ -50,12 +50,8 @@ class Peers:
 
     def seed(self, size: int) -> tuple[str, bytes]:
         """A new bucket at the origin with one object "k" of size random bytes."""
-        bucket = f"p-{uuid.uuid4().hex[:12]}"
         data = os.urandom(size)
-        s3 = make_client(self.moto.url)
-        s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket=bucket, Key="k", Body=data)
-        return bucket, data
+        return seed(self.moto, {"k": data}), data
 
     def owned_by(self, bucket: str, size: int, wid: str) -> list[int]:
         return [i for i in range((size + BLOCK - 1) // BLOCK) if owner(placement_id(bucket, "k", i), IDS) == wid]

@@ -10,9 +10,7 @@ their caches again.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import os
 import signal
 import threading
 import time
@@ -28,22 +26,11 @@ from rig.processes import Worker
 from rig.redis import RedisServer
 from rig.relay import DelayRelay
 from tests.conftest import make_client
+from tests.faults.payloads import payload, version_of
 
 pytestmark = pytest.mark.slow
 
 IDS = ("w0", "w1", "w2")
-HEADER = 8 + 32
-
-
-def payload(version: int) -> bytes:
-    rest = os.urandom(300_000 + version)
-    return version.to_bytes(8, "big") + hashlib.sha256(rest).digest() + rest
-
-
-def version_of(body: bytes) -> int | None:
-    if len(body) < HEADER or hashlib.sha256(body[HEADER:]).digest() != body[8:HEADER]:
-        return None
-    return int.from_bytes(body[:8], "big")
 
 
 @dataclass
@@ -104,7 +91,7 @@ class Load:
             while not self.stop.is_set():
                 with self.lock:
                     version = next(self.versions)
-                response = client.put(self.rig.url(wid, key), content=payload(version))
+                response = client.put(self.rig.url(wid, key), content=payload(version, 300_000))
                 if response.status_code != 200:  # a clear failure: an S3 error document
                     assert response.status_code >= 500 and b"<Code>" in response.content, response.text
                     with self.lock:
