@@ -47,6 +47,7 @@ log = logging.getLogger("s3cache.registry")  # the registry's log, as before the
 ACK_TIMEOUT_S = 2.0  # the default of cluster.invalidation_timeout_s: a stalled worker cannot stall writes for longer
 _GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
 _ACK_TTL_MS = 10_000
+_ACK_SLICE_S = 0.5
 REPLICA_WAIT_MS = 500  # Sentinel: how long a write waits for a replica to have it (WAIT 1)
 # KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
 _PUT_IF_UNCHANGED = """
@@ -164,12 +165,14 @@ class SharedMetadata:
             acked = 0
             while acked < subscribers:
                 left = deadline - time.monotonic()
-                if left <= 0 or await self.registry.redis.blpop([f"{self.registry.ns}:ack:{nonce}"], timeout=left) is None:
+                if left <= 0:
                     log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
                                 what, acked, subscribers, timeout_s)
                     self.unacknowledged += 1
                     break
-                acked += 1
+                # in slices shorter than the client's socket timeout, which would take a long wait for a dead Redis
+                if await redis.blpop([f"{self.registry.ns}:ack:{nonce}"], timeout=min(left, _ACK_SLICE_S)) is not None:
+                    acked += 1
         except ERRORS as exc:
             self.registry.down("invalidation", exc)
 
