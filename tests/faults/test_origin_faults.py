@@ -6,6 +6,9 @@
 - an origin that always fails: a clear S3 error at once, the worker up, and nothing cached.
 - the object replaced while it is read: the reader gets the version it began whole or a short body of it, never a
   byte of the other; the next read gets the new version whole.
+- the object replaced before a read's first byte (its known version's blocks refused by If-Match): the current
+  version is opened and served whole (before: 503 ServiceUnavailable for a small object, a 200 cut at byte 0 for
+  a streamed one).
 """
 
 from __future__ import annotations
@@ -123,3 +126,17 @@ def test_an_object_replaced_under_a_read_is_one_version_whole_or_cut(
         assert md5(body) == md5(new)
     finally:
         slow.stop()
+
+
+@pytest.mark.parametrize("size", [100_000, 3 * MiB], ids=["small", "streamed"])
+def test_a_version_gone_before_the_first_byte_is_opened_anew(
+        moto_origin: MotoOrigin, relay: CountingProxy, start_worker: StartWorker, size: int) -> None:
+    old, new = os.urandom(size), os.urandom(size + 1)
+    bucket = seed(moto_origin, {"k": old})
+    worker = start_worker(relay.url, block_size="1M", metadata_ttl=600.0)
+    s3 = make_client(worker.url, retries={"total_max_attempts": 1})
+    assert s3.head_object(Bucket=bucket, Key="k")["ContentLength"] == size  # the version known, no block cached
+    make_client(moto_origin.url).put_object(Bucket=bucket, Key="k", Body=new)  # replaced behind s3cache's back
+    response = s3.get_object(Bucket=bucket, Key="k")  # its blocks are refused by If-Match: the current one is read
+    assert response["ContentLength"] == len(new) and md5(response["Body"].read()) == md5(new)
+    assert f'"{md5(old)}"' in {s.if_match for s in relay.object_gets()}  # the version known was asked for first
