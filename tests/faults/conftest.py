@@ -18,10 +18,10 @@ from tests.e2e.conftest import start_worker
 __all__ = ["cluster", "relay", "start_worker"]
 
 
-def seed(moto_origin: MotoOrigin, objects: dict[str, bytes]) -> str:
-    """A new bucket made straight at the origin, holding objects; its name."""
+def seed(moto_origin: MotoOrigin, objects: dict[str, bytes], bucket: str = "") -> str:
+    """A new bucket (a random name unless given) made straight at the origin, holding objects; its name."""
     s3 = make_client(moto_origin.url)
-    bucket = f"f-{uuid.uuid4().hex[:12]}"
+    bucket = bucket or f"f-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=bucket)
     for key, data in objects.items():
         s3.put_object(Bucket=bucket, Key=key, Body=data)

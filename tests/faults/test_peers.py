@@ -16,6 +16,7 @@ import http.client
 import os
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +49,14 @@ class Peers:
     workers: dict[str, Worker]
     slow: CountingProxy  # in front of w1: what its peers reach it through
 
-    def seed(self, size: int) -> tuple[str, bytes]:
-        """A new bucket at the origin with one object "k" of size random bytes."""
+    def seed(self, size: int, busy: str) -> tuple[str, bytes]:
+        """A new bucket at the origin with one object "k" of size random bytes, two or more of whose blocks
+        worker busy owns (bucket names are drawn until one does)."""
+        bucket = f"p-{uuid.uuid4().hex[:12]}"
+        while len(self.owned_by(bucket, size, busy)) < 2:
+            bucket = f"p-{uuid.uuid4().hex[:12]}"
         data = os.urandom(size)
-        return seed(self.moto, {"k": data}), data
+        return seed(self.moto, {"k": data}, bucket), data
 
     def owned_by(self, bucket: str, size: int, wid: str) -> list[int]:
         return [i for i in range((size + BLOCK - 1) // BLOCK) if owner(placement_id(bucket, "k", i), IDS) == wid]
@@ -104,22 +109,23 @@ def _wait_membership(workers: dict[str, Worker], timeout_s: float = 30.0) -> Non
 
 def test_a_slow_peer_is_given_up_after_the_peer_timeout(peers: Peers) -> None:
     size = 6 * BLOCK
-    bucket, data = peers.seed(size)
+    bucket, data = peers.seed(size, "w1")
     slow_blocks = peers.owned_by(bucket, size, "w1")
-    assert slow_blocks, "the random bucket gave w1 no block: a new name is drawn next run"
     began = time.monotonic()
     body = peers.read("w0", bucket)  # cold: w1's blocks are filled by w1, and read from it at 1 MB/s
     took = time.monotonic() - began
     assert md5(body) == md5(data)
-    # a 4 MiB block at 1 MB/s takes 4 s: each is given up at the timeout, and w1 is then passed over
-    assert took < len(slow_blocks) * (PEER_TIMEOUT_S + 1.5) + 5, (took, slow_blocks)
-    assert "peer w1 skipped for block" in peers.workers["w0"].log()
+    # a 4 MiB block at 1 MB/s takes 4 s: each is given up at the timeout, and w1 is then passed over (the bound is
+    # loose for a loaded host; the line below is what tells a read given up from one waited out)
+    assert took < len(slow_blocks) * (PEER_TIMEOUT_S + 2) + 15, (took, slow_blocks)
+    assert "peer w1 skipped for block" in peers.workers["w0"].log() and \
+        f"not done in {PEER_TIMEOUT_S}s" in peers.workers["w0"].log(), peers.workers["w0"].log()[-3000:]
     assert md5(peers.read("w0", bucket)) == md5(data)  # and again, warm
 
 
 def test_a_peer_that_never_answers_is_given_up_after_the_peer_timeout(peers: Peers) -> None:
     size = 6 * BLOCK
-    bucket, data = peers.seed(size)
+    bucket, data = peers.seed(size, "w2")
     assert md5(peers.read("w2", bucket)) == md5(data)  # warm: w2 holds its own blocks
     hung = peers.workers["w2"]
     assert hung.proc is not None
@@ -131,7 +137,7 @@ def test_a_peer_that_never_answers_is_given_up_after_the_peer_timeout(peers: Pee
     finally:
         hung.proc.send_signal(signal.SIGCONT)
     assert md5(body) == md5(data)
-    assert took < 2 * (PEER_TIMEOUT_S + 1.5) + 5, took  # one timeout, then w2 is suspected and passed over
+    assert took < 2 * (PEER_TIMEOUT_S + 2) + 10, took  # one timeout, then w2 is suspected and passed over
     assert "peer w2 skipped" in peers.workers["w0"].log()
 
 
@@ -155,7 +161,7 @@ def _read_raw(url_port: int, bucket: str) -> tuple[int, bytes]:
 def test_a_peer_killed_under_reads_costs_short_bodies_at_most_and_serves_no_half_block(
         peers: Peers, tmp_path: Path) -> None:
     size = 8 * BLOCK
-    bucket, data = peers.seed(size)
+    bucket, data = peers.seed(size, "w2")
     assert md5(peers.read("w2", bucket)) == md5(data)  # every block of w2's own is held by w2
     w0 = peers.workers["w0"]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -168,7 +174,7 @@ def test_a_peer_killed_under_reads_costs_short_bodies_at_most_and_serves_no_half
         assert length == size and received == data[:len(received)]  # whole, or a short body of the right bytes
     began = time.monotonic()
     assert md5(peers.read("w0", bucket)) == md5(data)
-    assert time.monotonic() - began < 3 * (PEER_TIMEOUT_S + 1.5) + 5
+    assert time.monotonic() - began < 3 * (PEER_TIMEOUT_S + 2) + 10
     victim.start()  # on its cache directory: blocks written whole survive, a half-written one is never served
     _wait_membership(peers.workers)
     assert md5(peers.read("w2", bucket)) == md5(data)
