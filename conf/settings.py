@@ -166,7 +166,9 @@ class OriginSettings(_Section):
                                                          "bucket.host/key.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Connect timeout of origin requests.")
     read_timeout_s: float = Field(60.0, gt=0, description="Read timeout of origin requests.")
-    retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling).")
+    retries: int = Field(3, ge=0, le=10, description="Retries of idempotent origin requests (backoff 0.1 s doubling, "
+                         "with jitter); a body that breaks off is resumed from the byte reached, each resumption "
+                         "one retry.")
     max_connections: int = Field(64, ge=1, description="Pooled connections to the origin.")
     ca_bundle: Path | None = Field(None, description="PEM file of the certificate authorities trusted for an https "
                                    "origin; unset = AWS_CA_BUNDLE, else the system's store.")
@@ -243,10 +245,16 @@ class ClusterSettings(_Section):
     heartbeat_ttl_s: float = Field(3.0, gt=0, description="A worker that has not heartbeated for this long is "
                                    "gone; heartbeats go every third of it.")
     redirect_token_ttl_s: float = Field(60.0, gt=0, description="Lifetime of the signed token in a redirect.")
-    peer_timeout_s: float = Field(10.0, gt=0, description="Read timeout of block reads from a peer.")
+    peer_timeout_s: float = Field(10.0, gt=0, description="A block read from a peer not done within this (its "
+                                  "answer and its bytes, whether the peer stopped answering or answers slowly) is "
+                                  "given up: the rest comes from the next holder, the owner or the origin.")
     peer_ca_file: Path | None = Field(None, description="CA bundle (PEM) the HTTPS certificates of peers are "
                                       "checked against; default the system's. Peers are reached at their "
                                       "advertised URL, https when they serve TLS.")
+    invalidation_timeout_s: float = Field(2.0, gt=0, description="How long a write waits for every other worker "
+                                          "to drop the key's metadata before it is answered (read-after-write on "
+                                          "every worker); one that has not by then is logged, and may serve the "
+                                          "old version until cache.metadata_ttl_s.")
     namespace: str = Field("s3cache", description="Prefix of every Redis key: clusters may share a Redis.")
 
 

@@ -102,7 +102,8 @@ def _cluster(settings: Settings, blocks: BlockStore) -> tuple[Registry, Cluster,
     worker_id = c.worker_id or url
     registering = settings.cache.capacity_bytes > 0  # capacity 0: a pure gateway, never a placement target
     try:  # redis://, redis+sentinel:// or redis+cluster:// (cache/cluster/connect.py reads the URL; no I/O yet)
-        registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats)
+        registry = Registry(c.redis_url, worker_id, url, c.heartbeat_ttl_s, c.namespace, stats=blocks.stats,
+                            invalidation_timeout_s=c.invalidation_timeout_s)
     except ValueError as exc:
         raise ConfigError(f"cluster.redis_url: {exc}") from None
     peers = Peers(c.secret.get_secret_value(), c.peer_timeout_s, block_size=settings.cache.block_size_bytes,

@@ -1,10 +1,11 @@
 """A real S3 origin for tests and benchmarks: moto's server mode, seen through a counting proxy.
 
 The proxy is a real HTTP server between s3cache and moto: it records every request the origin
-receives (method, path, query, Range) so tests can count origin traffic, and can make the origin look
+receives (method, path, query, Range, If-Match) so tests can count origin traffic, and can make the origin look
 remote: a first-byte delay on every request, and a cap on each connection's rate of response bytes
 (a token bucket per client connection, as a remote store's per-connection throughput limits one stream).
-It streams bodies both ways without holding them.
+It can also make the origin faulty (``faults``, a rig.faults.Faults plan: S3 errors, resets and short bodies on
+a fraction of object GETs). It streams bodies both ways without holding them.
 
 ``ProxyProcess`` runs that proxy in a child process of its own, so its copying threads never share a GIL
 with a load client (the benchmarks' slowed origin):
@@ -18,6 +19,7 @@ import http.client
 import json
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+from rig.faults import Faults
 from rig.processes import ROOT, free_port, stop_process, wait_http
 
 ORIGIN_ENV = {"AWS_ACCESS_KEY_ID": "origin-key", "AWS_SECRET_ACCESS_KEY": "origin-secret"}  # s3cache's origin keys
@@ -40,6 +43,7 @@ class Seen:
     path: str  # decoded, without the query
     query: str
     range: str | None
+    if_match: str | None = None
     access_key: str | None = None  # the SigV4 Credential the request was signed with (None: unsigned)
     at: float = 0.0  # when the origin received it (time.time())
 
@@ -89,13 +93,21 @@ def signed_by(authorization: str) -> str | None:
     return rest.split("/", 1)[0] if found else None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a stopped worker resets its pooled connections, and a fault plan resets the proxy's own
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class CountingProxy:
-    server_class: ClassVar[type[ThreadingHTTPServer]] = ThreadingHTTPServer
+    server_class: ClassVar[type[ThreadingHTTPServer]] = _QuietServer
 
     upstream_port: int
     latency_s: float = 0.0
     rate_bytes_s: float = 0.0  # per client connection, response bytes; 0 = no cap
+    faults: Faults = field(default_factory=Faults)  # none unless a test sets a plan
     port: int = 0
     seen: list[Seen] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,11 +144,16 @@ class CountingProxy:
 
             def _forward(self) -> None:
                 parts = urlsplit(self.path)
+                seen = Seen(self.command, unquote(parts.path), parts.query, self.headers.get("Range"),
+                            self.headers.get("If-Match"), signed_by(self.headers.get("Authorization", "")), time.time())
                 with proxy._lock:
-                    proxy.seen.append(Seen(self.command, unquote(parts.path), parts.query, self.headers.get("Range"),
-                                           signed_by(self.headers.get("Authorization", "")), time.time()))
+                    proxy.seen.append(seen)
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
+                fault = proxy.faults.draw() if seen.is_object_get else None
+                if fault == "error":
+                    self._refuse()
+                    return
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=120)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 length = self.headers.get("Content-Length")
@@ -157,12 +174,39 @@ class CountingProxy:
                 if chunked:
                     self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
+                # a body to break: where it breaks (halfway), else never
+                cut = int(upstream_length) // 2 if fault and upstream_length and response.status < 300 else -1
+                sent = 0
                 while self.command != "HEAD" and (data := response.read(1 << 16)):
+                    if 0 <= cut < sent + len(data):
+                        self.wfile.write(data[:cut - sent])
+                        self._break(fault == "reset")
+                        upstream.close()
+                        return
+                    sent += len(data)
                     self.bucket.take(len(data))
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                 if chunked:
                     self.wfile.write(b"0\r\n\r\n")
                 upstream.close()
+
+            def _refuse(self) -> None:
+                """An S3 error in place of the origin's answer (the request body, if any, left unread)."""
+                status, body = proxy.faults.error()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def _break(self, reset: bool) -> None:
+                """End the connection mid-body: with a reset (RST), or closed cleanly short of its length."""
+                self.close_connection = True
+                if reset:
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
 
             def _fixed(self, length: int):  # type: ignore[no-untyped-def]
                 while length > 0:
@@ -308,13 +352,9 @@ class ProxyProcess:
         self.proc = None
 
 
-class _ProxyServer(ThreadingHTTPServer):
+class _ProxyServer(_QuietServer):
     # socketserver's listen backlog of 5 drops SYNs when many connections open at once: 1 s retransmit stalls.
     request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a stopped worker resets its pooled connections
-            super().handle_error(request, client_address)
 
 
 class _RelayProxy(CountingProxy):

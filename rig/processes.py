@@ -83,7 +83,7 @@ class Worker:
                *self.args]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_http(self.url + "/_s3cache/healthz", proc=self.proc)
+        wait_http(self.url + "/_s3cache/healthz", proc=self.proc, timeout_s=60)  # a loaded 2-core host starts slowly
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -8,7 +8,10 @@ wrapped: they are already local.
 Consistency contract: a write through s3cache (PUT, copy, delete, multipart complete, tagging) drops the
 key's cached metadata at once, and the new ETag gives new block ids, so old bytes can never be served
 for a new version. A change made directly at the origin is seen once the metadata TTL
-(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served.
+(``cache.metadata_ttl_s``) has passed; until then the version s3cache knows is served. In a cluster, while
+invalidations from other workers cannot arrive (Redis away, the invalidation channel not subscribed) no metadata
+is trusted from memory nor shared between opens: each open asks the origin, and blocks of the version it names
+are still served from the cache.
 """
 
 from __future__ import annotations
@@ -46,23 +49,17 @@ class CachedObject:
         self.meta = meta  # what the client is told: a namespace above may give the key its mount's name
         self._version = meta  # the origin's key and version, which the blocks are read by
 
-    def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
-        return self.store.reader.stream(self.bucket, self._version, start, end, chunk_bytes)
+    async def iter_range(self, start: int, end: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.store.reader.stream(self.bucket, self._version, start, end, chunk_bytes):
+                yield chunk
+        except S3Error as error:
+            if error.code == "PreconditionFailed":  # the origin has moved on from this version: nobody serves it
+                await self.store.invalidate(self.bucket, self._version.key)  # again, here or on another worker
+            raise
 
     async def read_small(self, start: int, end: int) -> bytes:
-        try:
-            return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
-        except S3Error as error:
-            if error.code != "PreconditionFailed":
-                raise
-            # The origin's version moved on since the metadata was cached: forget it and read anew.
-            key = self._version.key
-            await self.store.invalidate(self.bucket, key)
-            fresh = await self.store.head_object(self.bucket, key)
-            if fresh.size != self._version.size:
-                raise S3Error("ServiceUnavailable", "The object changed while it was read; retry") from None
-            self._version = fresh
-            return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
+        return b"".join([c async for c in self.iter_range(start, end, max(1, end - start))])
 
     def close(self) -> None:
         pass
@@ -112,6 +109,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
     # ---- reads ---------------------------------------------------------------------------------
 
     def _remembered(self, bucket: str, key: str) -> ObjectMeta | None:
+        if self.registry is not None and not self.registry.trusted:
+            return None  # writes through other workers cannot be heard of now: ask the origin
         hit = self._meta.get((bucket, key))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
@@ -164,15 +163,20 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         return CachedObject(self, bucket, meta), start, end
 
     async def open_here(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
-        """A peer's cold open (this worker owns block index): open it here, never asking another worker."""
-        return self._remembered(bucket, key) or \
-            await self._single_flight(bucket, key, index, whole=whole, routed=False)
+        """A peer's cold open (this worker owns block index): open it here, never asking another worker. Not from
+        memory: the peer may ask because a write's invalidation reached it and not yet this worker, and an answer
+        from here would put the old version back on the peer after the write is answered. Redis (dropped before
+        the invalidation is sent) or the origin answers instead."""
+        return await self._single_flight(bucket, key, index, whole=whole, routed=False)
 
     async def _single_flight(
         self, bucket: str, key: str, index: int | None, whole: bool = False, routed: bool = True,
     ) -> ObjectMeta:
         """Concurrent readers of a cold object share one origin request: a HEAD (index None) or a GET of block
         index (whole: of the object, which the client reads whole)."""
+        if self.registry is not None and not self.registry.trusted:
+            # An answer already on its way may predate a write this worker cannot hear of: ask on its own.
+            return await self._learn(bucket, key, index, whole, routed)
         ident = (bucket, key, index is None)
         pending = self._learning.get(ident)
         if pending is None:

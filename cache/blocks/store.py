@@ -36,6 +36,8 @@ MAGIC = b"S3CB"
 VERSION = 1
 PAGE_BYTES = 64 << 10
 _FIXED = struct.Struct("<4sB3xQII")
+_WRITE_FAILURES = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only",
+                   errno.EACCES: "not writable", errno.EIO: "I/O error"}
 
 
 class BlockCorrupt(Exception):
@@ -93,6 +95,7 @@ class BlockStore:
         self.evictions = 0
         self._dir_str = str(self.directory)
         self.listener: Callable[[str, bool], None] | None = None  # (block id, now held?): the placement map
+        self.failing: str | None = None  # why blocks cannot be written now (disk full...), None while they can
         (self.directory / "tmp").mkdir(parents=True, exist_ok=True)
 
     # ---- layout --------------------------------------------------------------------------------
@@ -256,17 +259,35 @@ class BlockStore:
         try:
             await asyncio.to_thread(self._write_file, tmp, block_id, header, data)
         except OSError as exc:
-            level = logging.WARNING if exc.errno in (errno.ENOSPC, errno.EDQUOT) else logging.ERROR
-            log.log(level, "block %s not cached: %s", block_id, exc.strerror)
+            self._unwritable(exc)
             return False
         finally:
             self.reserved_bytes -= size
+        if self.failing is not None:
+            log.warning("cache directory %s writable again: caching resumed", self._dir_str)
+            self.failing = None
         self._add(block_id, size)
         return True
 
+    def _unwritable(self, exc: OSError) -> None:
+        """A block could not be written: said once per cause (the blocks are served uncached meanwhile, and every
+        write tries again, so caching resumes by itself once the disk has room or the directory is back)."""
+        cause = _WRITE_FAILURES.get(exc.errno or 0, exc.strerror or type(exc).__name__)
+        if cause != self.failing:
+            self.failing = cause
+            log.warning("cache directory %s: %s (%s): blocks are served without being cached until it can be "
+                        "written again", self._dir_str, cause, exc.strerror)
+
     def _write_file(self, tmp: str, block_id: str, header: bytes, data: bytes | bytearray) -> None:
         try:
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # the cache directory was removed under this worker: make it again
+                log.warning("cache directory %s was removed: made again (blocks it held are fetched again as they "
+                            "are read)", self._dir_str)
+                os.makedirs(f"{self._dir_str}/tmp", exist_ok=True)
+                fh = open(tmp, "wb")
+            with fh:
                 fh.write(header)
                 fh.write(data)
             try:

@@ -14,6 +14,7 @@ request than httpx's (benchmarks/peer_hop.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -93,6 +94,7 @@ class Peers:
         # sock_connect, not connect: aiohttp's connect timeout also runs while a request waits for a pooled
         # connection, so a burst of reads to a busy peer would time out without the peer being slow at all.
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(2.0, timeout_s), sock_read=timeout_s)
+        self.timeout_s = timeout_s
         self.max_connections = max_connections
         # https peers: their certificates checked against this CA bundle (None: the system's)
         self._tls: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
@@ -136,20 +138,36 @@ class Peers:
     async def read_block(
         self, url: str, bucket: str, meta: ObjectMeta, index: int, lo: int, hi: int
     ) -> AsyncIterator[bytes]:
+        """Bytes [lo, hi) of block index, read from the peer at url. A peer that has not sent them all within
+        timeout_s of waiting for it (its answer and its bytes; not the time this worker's own client takes) is
+        PeerUnavailable, whether it stopped answering or answers slowly: the caller goes on from the bytes it got."""
         query = {"b": bucket, "k": meta.key, "e": meta.etag, "s": meta.size, "i": index, "lo": lo, "hi": hi,
                  "bs": self.block_size}
+        loop = asyncio.get_running_loop()
+        left = self.timeout_s
         try:
-            async with await self._get(url, PEER_PATH, query) as resp:
+            began = loop.time()
+            async with asyncio.timeout(left):
+                resp = await self._get(url, PEER_PATH, query)
+            left -= loop.time() - began
+            async with resp:
                 if resp.status != 200:
                     body = await resp.read()
                     if resp.status in (404, 412):  # the object itself is gone or changed: not the peer's fault
                         code = "PreconditionFailed" if resp.status == 412 else "NoSuchKey"
                         raise S3Error(code, extra={"Key": meta.key})
                     raise PeerUnavailable(f"{url} answered {resp.status}: {body[:200]!r}")
-                async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
+                chunks = resp.content.iter_chunked(_CHUNK_BYTES)
+                while True:
+                    began = loop.time()
+                    async with asyncio.timeout(left):
+                        chunk = await anext(chunks, None)
+                    left -= loop.time() - began
+                    if chunk is None:
+                        return
                     yield chunk
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
-            raise PeerUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
+            raise PeerUnavailable(f"{url}: {type(exc).__name__}: {str(exc) or f'not done in {self.timeout_s}s'}") from None
 
     async def open_meta(self, url: str, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
         """Ask the owner of block index of bucket/key to open it cold: it fetches that block from the origin (or

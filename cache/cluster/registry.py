@@ -41,7 +41,7 @@ from typing import Any
 
 from cache.bounded import Bounded
 from cache.cluster.connect import ERRORS, Client, close, connect, is_sentinel, masters, parse
-from cache.cluster.shared import SharedMetadata
+from cache.cluster.shared import ACK_TIMEOUT_S, SharedMetadata
 from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")
@@ -76,7 +76,8 @@ class Member:
 
 class Registry:
     def __init__(self, url: str, worker_id: str, advertise_url: str, heartbeat_ttl_s: float,
-                 namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None) -> None:
+                 namespace: str = "s3cache", stats: Callable[[], dict[str, float]] | None = None,
+                 invalidation_timeout_s: float = ACK_TIMEOUT_S) -> None:
         # One Redis, the master a Sentinel group names, or a Redis Cluster: cache.cluster.connect makes the client
         # (with one immediate retry on a fresh connection, so a restart does not flap the worker "down").
         target = parse(url)
@@ -94,6 +95,8 @@ class Registry:
         self.failover: tuple[float, str, str] | None = None  # (when, old master, new master): the last one seen
         self.members: dict[str, Member] = {}  # the live snapshot
         self.healthy = False
+        self.invalidation_timeout_s = invalidation_timeout_s  # how long a write waits for the others to drop a key
+        self.listening = False  # subscribed to invalidations (cache.cluster.shared): writes elsewhere are heard of
         self._outage_logged = False  # one error line per outage, the one Redis is down from the start included
         self._hold_members_until = 0.0  # after Redis came back (maybe empty): keep known workers while they re-register
         self._holders: Bounded[str, tuple[float, list[str]]] = Bounded(_HOLDERS_CACHED)
@@ -166,6 +169,12 @@ class Registry:
         while True:
             await asyncio.sleep(every_s)
             await step()
+
+    @property
+    def trusted(self) -> bool:
+        """Whether metadata kept in memory may be served: Redis answers and every write's invalidation reaches
+        this worker. Otherwise another worker's write would go unheard, so what is known is asked again."""
+        return self.healthy and self.listening
 
     def down(self, what: str, exc: BaseException) -> None:
         """Redis failed at what: unhealthy until a heartbeat gets through again, logged once per outage."""

@@ -9,7 +9,7 @@ call them)::
     <ns>:ack:<nonce>             LIST  one entry per worker that has dropped the key (short-lived)
 
 Read-after-write across workers: a write raises the key's generation, deletes its shared metadata and
-publishes the key, then waits (at most ``ACK_TIMEOUT_S``) until every subscribed worker has acknowledged
+publishes the key, then waits (at most ``cluster.invalidation_timeout_s``) until every subscribed worker has acknowledged
 dropping it, so no worker answers from the old metadata once the write is answered. Metadata learned from
 the origin is stored only if the generation is still the one read before asking (one Lua script): a HEAD
 that raced a write can never put the old version back for a whole TTL.
@@ -44,9 +44,10 @@ from cache.s3.model import ObjectMeta
 
 log = logging.getLogger("s3cache.registry")  # the registry's log, as before the two were split
 
-ACK_TIMEOUT_S = 0.5  # how long a write waits for the other workers to drop the key: a stalled worker cannot stall writes
+ACK_TIMEOUT_S = 2.0  # the default of cluster.invalidation_timeout_s: a stalled worker cannot stall writes for longer
 _GEN_TTL_MS = 600_000  # a generation only has to outlive one HEAD racing a write
 _ACK_TTL_MS = 10_000
+_ACK_SLICE_S = 0.5
 REPLICA_WAIT_MS = 500  # Sentinel: how long a write waits for a replica to have it (WAIT 1)
 # KEYS: meta, gen; ARGV: generation read before the HEAD, record, TTL in ms
 _PUT_IF_UNCHANGED = """
@@ -60,8 +61,8 @@ return 0
 
 class SharedHost(Protocol):
     """What the shared metadata needs of the registry it serves: its Redis client, namespace, worker id and
-    health, the master's replica count (Sentinel: writes wait for one when there is one), the hook told of
-    every dropped key, and where to report Redis failing."""
+    health, whether invalidations are heard (set here), the master's replica count (Sentinel: writes wait for
+    one when there is one), the hook told of every dropped key, and where to report Redis failing."""
 
     @property
     def redis(self) -> Client: ...
@@ -73,6 +74,9 @@ class SharedHost(Protocol):
     def worker_id(self) -> str: ...
     @property
     def healthy(self) -> bool: ...
+    @property
+    def invalidation_timeout_s(self) -> float: ...
+    listening: bool  # set here: whether the invalidation channel is subscribed
     @property
     def on_invalidate(self) -> Callable[[str, str], None]: ...
     def down(self, what: str, exc: BaseException) -> None: ...
@@ -131,7 +135,7 @@ class SharedMetadata:
 
     async def invalidate(self, bucket: str, *keys: str) -> None:
         """A write went through this worker: every worker forgets the keys' metadata before this returns
-        (or ACK_TIMEOUT_S has passed: a worker that does not answer is logged, not waited for)."""
+        (or invalidation_timeout_s has passed: a worker that does not answer is logged, not waited for)."""
         if not keys:
             return
         nonce = uuid.uuid4().hex
@@ -156,16 +160,19 @@ class SharedMetadata:
             if replicated and not results[-1]:
                 self.unreplicated += 1
                 log.warning("invalidation of %s: no replica had it within %d ms", what, REPLICA_WAIT_MS)
-            deadline = time.monotonic() + ACK_TIMEOUT_S
+            timeout_s = self.registry.invalidation_timeout_s
+            deadline = time.monotonic() + timeout_s
             acked = 0
             while acked < subscribers:
                 left = deadline - time.monotonic()
-                if left <= 0 or await self.registry.redis.blpop([f"{self.registry.ns}:ack:{nonce}"], timeout=left) is None:
+                if left <= 0:
                     log.warning("invalidation of %s: %d of %d workers acknowledged within %.1fs",
-                                what, acked, subscribers, ACK_TIMEOUT_S)
+                                what, acked, subscribers, timeout_s)
                     self.unacknowledged += 1
                     break
-                acked += 1
+                # in slices shorter than the client's socket timeout, which would take a long wait for a dead Redis
+                if await redis.blpop([f"{self.registry.ns}:ack:{nonce}"], timeout=min(left, _ACK_SLICE_S)) is not None:
+                    acked += 1
         except ERRORS as exc:
             self.registry.down("invalidation", exc)
 
@@ -179,6 +186,7 @@ class SharedMetadata:
                 if failed:  # invalidations published while this was away were missed: drop everything
                     failed = False
                     self.registry.on_invalidate("", "")
+                self.registry.listening = True
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -198,12 +206,14 @@ class SharedMetadata:
             except asyncio.CancelledError:
                 raise
             except ERRORS as exc:
+                self.registry.listening = False
                 if self.stopping:
                     return
                 failed = True
                 self.registry.down("invalidation channel", exc)
                 await asyncio.sleep(0.5)
             finally:
+                self.registry.listening = False
                 if pubsub is not None:
                     with contextlib.suppress(*ERRORS):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from cache.blocks.prefix import cached
 from cache.s3.errors import S3Error, invalid_argument
 from cache.s3.model import NewObject, ObjectMeta
@@ -31,6 +33,7 @@ CHUNK_BYTES = 1 << 20
 LARGE_CHUNK_BYTES = 4 << 20  # for long streams: fewer sends, less CPU per GB
 LARGE_STREAM_BYTES = 16 << 20
 MAX_DELETE_KEYS = 1000
+VERSION_ATTEMPTS = 5  # opens of a GET whose version is replaced at the origin before its first byte is sent
 
 
 def _checksum_headers(request: Request, meta: ObjectMeta) -> dict[str, str]:
@@ -110,6 +113,19 @@ async def head_object(ctx: Context, request: Request) -> Response:
 
 async def get_object(ctx: Context, request: Request) -> Response:
     check_version_id(request)
+    for _ in range(VERSION_ATTEMPTS):
+        try:
+            return await _get_version(ctx, request)
+        except _VersionGone:
+            pass  # its metadata is forgotten: the next open finds the version the origin has now
+    raise S3Error("ServiceUnavailable", "The object kept changing while it was read; retry")
+
+
+class _VersionGone(Exception):
+    """The version a GET opened is no longer at the origin, found before anything of the answer was sent."""
+
+
+async def _get_version(ctx: Context, request: Request) -> Response:
     number = part_number(request.query, request.headers)
     if number is not None:
         opened, start, end = await ctx.store.open_part(request.bucket, request.key, number)
@@ -130,14 +146,35 @@ async def get_object(ctx: Context, request: Request) -> Response:
             headers["content-range"] = f"bytes {start}-{end - 1}/{meta.size}"
         headers["content-length"] = str(end - start)
         apply_response_overrides(request, headers)
-        if end - start <= SMALL_READ_BYTES:
-            data = await opened.read_small(start, end)
-            return Response(status, headers, data, len(data))
-        chunk = LARGE_CHUNK_BYTES if end - start >= LARGE_STREAM_BYTES else CHUNK_BYTES
-        return Response(status, headers, opened.iter_range(start, end, chunk), end - start)
+        # The first bytes are read before the status is committed: a version gone at the origin is then opened
+        # anew (the client's own conditions were judged above, so a 412 here is the version's).
+        try:
+            if end - start <= SMALL_READ_BYTES:
+                data = await opened.read_small(start, end)
+                return Response(status, headers, data, len(data))
+            chunk = LARGE_CHUNK_BYTES if end - start >= LARGE_STREAM_BYTES else CHUNK_BYTES
+            body = opened.iter_range(start, end, chunk)
+            first = await anext(body)
+        except S3Error as error:
+            if error.code == "PreconditionFailed":
+                raise _VersionGone from None
+            raise
+        return Response(status, headers, _after(first, body), end - start)
     except BaseException:
         opened.close()
         raise
+
+
+async def _after(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """first, then the rest of the stream it was read from."""
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        closer = getattr(rest, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 async def put_object(ctx: Context, request: Request) -> Response:

@@ -3,7 +3,8 @@
 Every call of the under-storage protocol becomes the matching S3 request, signed with SigV4. Idempotent
 calls are retried with backoff on connection failures, timeouts and 500/502/503/504; what still fails
 reaches the client as the origin's own S3 error, or as ServiceUnavailable/SlowDown/InternalError with a
-message that names the origin. The multipart calls are made by ``cache.storage.origin.multipart``.
+message that names the origin. A body that breaks off is resumed where it broke (``cache.storage.origin.reads``);
+the multipart calls are made by ``cache.storage.origin.multipart``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from cache.s3.xml import parse_xml, tagging_document, xml_safe
 from cache.storage.base import Body, DelegatedMultipart, Origin
 from cache.storage.locks import KeyLocks, LocalLocks, conditional_write
 from cache.storage.origin.multipart import Uploads
+from cache.storage.origin.reads import resumed
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
 from cache.storage.origin.wire import (
@@ -146,7 +148,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
             except OriginUnreachable as exc:
                 if idempotent and attempt < self.retries:
                     attempt += 1
-                    await self._backoff(attempt, f"{method} {target}: {exc}")
+                    await self.backoff(attempt, f"{method} {target}: {exc}")
                     continue
                 raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} is unreachable: "
                               f"{exc.kind}") from None
@@ -162,11 +164,12 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
             await response.aclose()
             if response.status in _RETRY_STATUS and idempotent and attempt < self.retries:
                 attempt += 1
-                await self._backoff(attempt, f"{method} {target}: HTTP {response.status}")
+                await self.backoff(attempt, f"{method} {target}: HTTP {response.status}")
                 continue
             raise origin_error(response.status, response.headers, content, self.endpoint, bucket, key)
 
-    async def _backoff(self, attempt: int, why: str) -> None:
+    async def backoff(self, attempt: int, why: str) -> None:
+        """Wait before retry attempt: exponential from backoff_base_s, with jitter (0.5x to 1.5x)."""
         delay = self.backoff_base_s * (2 ** (attempt - 1)) * (0.5 + random.random())
         log.warning("origin request failed (%s); retry %d/%d in %.2fs", why, attempt, self.retries, delay)
         await asyncio.sleep(delay)
@@ -265,7 +268,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         """Bytes [start, end) of the object version etag; PreconditionFailed if it changed meanwhile."""
         response = await self.request("GET", bucket, key, headers={
             "range": f"bytes={start}-{end - 1}", "if-match": f'"{etag}"'}, stream=True)
-        async for chunk in self._stream(response, end - start):
+        async for chunk in resumed(self, response, bucket, key, etag, start, end):
             yield chunk
 
     async def open_range(
@@ -285,21 +288,8 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
         elif start > 0:
             await response.response.aclose()
             raise S3Error("InvalidRange", f"The origin {self.endpoint} answered a ranged GET whole")
-        return meta, self._stream(response, end - start)
-
-    async def _stream(self, response: Sent, limit: int) -> AsyncIterator[bytes]:
-        sent = 0
-        try:
-            async for chunk in response.response.raw():
-                if sent + len(chunk) > limit:  # an origin that ignored the range: cut, and drop the connection
-                    yield chunk[:limit - sent]
-                    return
-                sent += len(chunk)
-                yield chunk
-        except OriginUnreachable as exc:
-            raise S3Error("ServiceUnavailable", f"The origin {self.endpoint} broke off a read: {exc.kind}") from None
-        finally:
-            await response.response.aclose()
+        # The version this answer is of pins any resumption of its body; past the object's end nothing is owed.
+        return meta, resumed(self, response, bucket, key, meta.etag, start, min(end, meta.size))
 
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None
