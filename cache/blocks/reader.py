@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ log = logging.getLogger("s3cache.reader")
 Fetch = Callable[[str, str, str, int, int], AsyncIterator[bytes]]  # bucket, key, etag, start, end
 _SEQUENTIAL_TRACKED = 4096
 _FILL_PIECE_BYTES = 256 << 10  # a reader of a block being filled takes it in pieces this big (or what is left)
+# A peer is hinted to warm a block once in this long: every reader of a hot object steps through the same window,
+# and one hint per reader per block (64 readers x 16 blocks ahead) is a storm that starves the peer it warms.
+_HINT_AGAIN_S = 10.0
 
 
 @dataclass
@@ -117,6 +121,7 @@ class BlockReader:
         self.peer_copy_after_reads = peer_copy_after_reads
         self._peer_block_reads: Bounded[str, int] = Bounded(_SEQUENTIAL_TRACKED)  # block id -> reads from peers
         self._fills: dict[str, Fill] = {}
+        self._hinted: Bounded[str, float] = Bounded(_SEQUENTIAL_TRACKED)  # block id -> when its owner was hinted
         self._fill_slots = asyncio.Semaphore(max_fills)
         # where a sequential reader left off, and the read-ahead window it has earned
         self._next_offset: Bounded[tuple[str, str, str], tuple[int, int]] = Bounded(_SEQUENTIAL_TRACKED)
@@ -205,13 +210,16 @@ class BlockReader:
             self._fills.pop(bid, None)
 
     def _prefetch(self, bucket: str, meta: ObjectMeta, first: int, last: int) -> None:
+        now = time.monotonic()
         for index in range(first, last + 1):
             bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
             if bid in self.blocks or bid in self._fills:
                 continue
             if self.cluster is None:
                 self._fill(bucket, meta, index)
-            else:  # only the block's owner may fetch it from the origin: ask it to warm up instead
+            elif (hinted := self._hinted.get(bid)) is None or now - hinted >= _HINT_AGAIN_S:
+                # only the block's owner may fetch it from the origin: ask it to warm up instead, once
+                self._hinted.put(bid, now)
                 task = asyncio.create_task(self._prefetch_routed(bucket, meta, index, bid))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
