@@ -99,6 +99,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             self._buckets.clear()
             return
         self._meta.pop((bucket, key))
+        if not key:  # the bucket itself changed (deleted): whether it exists is asked again
+            self._buckets.pop(bucket)
         if self._lists:
             for entry in [k for k in self._lists if k[0] == bucket]:
                 self._lists.pop(entry)
@@ -231,8 +233,10 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         hit = self._lists.get(ident)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         page = await self.origin.list_objects(bucket, prefix, delimiter, marker, max_keys)
-        self._lists.put(ident, (now + self.list_ttl_s, page))
+        if generation == self._generation:  # no write was invalidated meanwhile: the page cannot be older than it
+            self._lists.put(ident, (now + self.list_ttl_s, page))
         return page
 
     # ---- writes: through to the under storage, then invalidate ---------------------------------
@@ -284,6 +288,7 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         await self.origin.delete_bucket(bucket)
         for ident in [k for k in self._meta if k[0] == bucket]:
             self._meta.pop(ident)
+        await self.invalidate(bucket, "")  # the bucket itself (key ""): its listings and known existence, everywhere
 
     # ---- everything else passes through --------------------------------------------------------
 
