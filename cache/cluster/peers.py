@@ -141,7 +141,8 @@ class Peers:
                         code = "PreconditionFailed" if resp.status == 412 else "NoSuchKey"
                         raise S3Error(code, extra={"Key": meta.key})
                     raise PeerUnavailable(f"{url} answered {resp.status}: {body[:200]!r}")
-                async for chunk in resp.content.iter_chunked(_CHUNK_BYTES):
+                # each piece as it came off the socket: iter_chunked would join them into a copy first
+                async for chunk, _ in resp.content.iter_chunks():
                     yield chunk
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise PeerUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
