@@ -228,6 +228,21 @@ def make_rig(tmp_path_factory: pytest.TempPathFactory, origin: Origin, mode: str
         rig.stop()
 
 
+def read_at_once(url: str, readers: int) -> list[str]:
+    """GET url with that many clients at once (each its own connection, released together): each body's digest."""
+    barrier = threading.Barrier(readers)
+
+    def client(_: int) -> str:
+        with httpx.Client(timeout=120) as http:
+            barrier.wait()
+            r = http.get(url)
+        assert r.status_code == 200, r.text[:300]
+        return digest(r.content)
+
+    with concurrent.futures.ThreadPoolExecutor(readers) as pool:
+        return list(pool.map(client, range(readers)))
+
+
 def read_all(rig: Rig, worker_id: str, key: str) -> None:
     r = httpx.get(rig.object_url(worker_id, key), timeout=30)
     assert r.status_code == 200, r.text[:300]
@@ -257,18 +272,7 @@ class TestProxyMode:
         assert rig.nginx is not None
         url = f"{rig.nginx.url}/{rig.bucket}/{key}"
         rig.counting.reset()
-        barrier = threading.Barrier(32)
-
-        def client(_: int) -> str:
-            with httpx.Client(timeout=60) as http:
-                barrier.wait()
-                r = http.get(url)
-            assert r.status_code == 200, r.text[:300]
-            return digest(r.content)
-
-        with concurrent.futures.ThreadPoolExecutor(32) as pool:
-            digests = list(pool.map(client, range(32)))
-        assert digests == [digest(rig.objects[key])] * 32
+        assert read_at_once(url, 32) == [digest(rig.objects[key])] * 32
         time.sleep(0.3)  # a late duplicate fetch would show up here
         gets = rig.counting.object_gets(f"/{rig.bucket}/{key}")
         # A GET without a range is the cold read of the whole object, cut after block 0.
@@ -291,19 +295,28 @@ class TestProxyMode:
         owner makes the one origin request, a GET whose answer brings the metadata with the bytes."""
         rig = proxy_rig
         keys = [f"tiny/{n}" for n in range(9)]
+
+        def peer_block_reads() -> float:
+            return sum(scrape(rig.url(wid)).get(("s3cache_peer_block_reads_total", ()), 0.0) for wid in IDS)
+
         rig.counting.reset()
+        before = peer_block_reads()
         for n, key in enumerate(keys):
             read_all(rig, IDS[n % 3], key)  # each worker receives three of them, owned wherever HRW says
         seen = [(s.method, s.path) for s in rig.counting.requests()]
         assert sorted(seen) == sorted(("GET", f"/{rig.bucket}/{key}") for key in keys)
         owners = {rig.owner(rig.blocks(key)[0]) for key in keys}
         assert len(owners) > 1, "the keys must be owned by more than one worker to show the routing"
+        assert any(rig.owner(rig.blocks(key)[0]) != IDS[n % 3] for n, key in enumerate(keys))
+        # through a non-owner the bytes came with the owner's answer to the cold open: no second peer request
+        assert peer_block_reads() == before
         for key in keys:
             assert rig.wait_published(key) == {rig.blocks(key)[0]: {rig.owner(rig.blocks(key)[0])}}
         rig.counting.reset()
         for n, key in enumerate(keys):
             read_all(rig, IDS[(n + 1) % 3], key)
         assert rig.counting.requests() == [], "warm through another worker: no origin request at all"
+        assert peer_block_reads() > before, "warm through a non-holder: a peer block read"
 
     def test_warm_reads_through_every_worker_touch_no_origin(self, proxy_rig: Rig) -> None:
         rig, key = proxy_rig, "cold-12m"
@@ -568,18 +581,8 @@ class TestFanIn:
         skipped_before = sum(w.log().count(" skipped for ") for w in rig.workers.values())
         rig.counting.reset()
         rig.counting.latency_s = 0.02
-        barrier = threading.Barrier(readers)
-
-        def client(_: int) -> str:
-            with httpx.Client(timeout=120) as http:
-                barrier.wait()
-                r = http.get(url)
-            assert r.status_code == 200, r.text[:300]
-            return digest(r.content)
-
         try:
-            with concurrent.futures.ThreadPoolExecutor(readers) as pool:
-                digests = list(pool.map(client, range(readers)))
+            digests = read_at_once(url, readers)
         finally:
             rig.counting.latency_s = 0.0
         assert digests == [digest(rig.objects[key])] * readers
