@@ -192,7 +192,9 @@ class CacheSettings(_Section):
                                                "s3fifo (default: beat LRU on every skewed trace measured) or lru.")
     metadata_ttl_s: float = Field(60.0, ge=0, description="How long object metadata from the origin is trusted: "
                                   "changes made directly at the origin show after this.")
-    list_ttl_s: float = Field(0.0, ge=0, description="Cache listings this long (0 = off: every listing asks the origin).")
+    list_ttl_s: float = Field(60.0, ge=0, description="How long a listing page from the origin is kept: writes through "
+                              "s3cache drop a bucket's pages at once on every worker, changes made directly at the "
+                              "origin show after this (0 = off: every listing asks the origin).")
     readahead_blocks: int = Field(2, ge=0, le=64, description="Blocks fetched ahead of a sequential reader at first "
                                   "(0: no read-ahead).")
     peer_copy_after_reads: int = Field(0, ge=0, description="Keep a local copy of a block once it has been read "

@@ -3,9 +3,10 @@
 ``GET /_s3cache/peer/block?b=&k=&e=&s=&i=&lo=&hi=`` signed with the cluster secret (cache.cluster.peers.sign_request:
 this method, path and query, unexpired; the previous secret is accepted too during a rotation); served from this worker's
 cache or filled here from the origin, never forwarded again (no loops). lo == hi is a prefetch hint.
-``GET /_s3cache/peer/meta?b=&k=&i=&w=``: this worker owns block i of an object the asking worker does not know
+``GET /_s3cache/peer/meta?b=&k=&i=&w=&d=``: this worker owns block i of an object the asking worker does not know
 yet (w=1: the client reads it whole); it opens the object here (one origin request, for block i, which then
-fills here) and answers the metadata as JSON (``ObjectMeta.to_json``).
+fills here) and answers the metadata as JSON (``ObjectMeta.to_json``), followed by the object's bytes when the
+asker takes them (d=1), the read is whole and the object small (cache.cluster.peers.SMALL_OBJECT_BYTES).
 ``POST /_s3cache/peer/free?b=&p=`` (`s3cache free`, signed the same way by the operator's command): drop every block
 of the objects under prefix p of bucket b (this worker's names for them) from this worker and the placement map;
 answers what went as JSON.
@@ -18,7 +19,16 @@ import logging
 from urllib.parse import parse_qsl
 
 from cache.blocks.prefix import free_prefix
-from cache.cluster.peers import EXPIRES_HEADER, FREE_PATH, META_PATH, PEER_PATH, SIGNATURE_HEADER, verify_request
+from cache.cluster.peers import (
+    EXPIRES_HEADER,
+    FREE_PATH,
+    META_BYTES_HEADER,
+    META_PATH,
+    PEER_PATH,
+    SIGNATURE_HEADER,
+    SMALL_OBJECT_BYTES,
+    verify_request,
+)
 from cache.s3.errors import S3Error
 from cache.s3.model import ObjectMeta
 from proxy.context import Context
@@ -76,8 +86,15 @@ async def _meta(ctx: Context, q: dict[str, str]) -> Response:
         bucket, key, index, whole = q["b"], q["k"], int(q["i"]), q.get("w") == "1"
     except (KeyError, ValueError):
         raise S3Error("InvalidRequest", "Malformed peer meta request") from None
-    body = (await cached.open_here(bucket, key, index, whole)).to_json().encode()
-    return Response(200, {"content-type": "application/json", "content-length": str(len(body))}, body, len(body))
+    meta = await cached.open_here(bucket, key, index, whole)
+    body = meta.to_json().encode()
+    headers = {"content-type": "application/json"}
+    if q.get("d") == "1" and whole and index == 0 and 0 < meta.size <= min(SMALL_OBJECT_BYTES, cached.reader.block_size):
+        # the bytes the asker reads next come along: one peer hop for a cold small object, not two
+        headers[META_BYTES_HEADER] = str(len(body))
+        body += await cached.reader.read_here(bucket, meta, meta.size)
+    headers["content-length"] = str(len(body))
+    return Response(200, headers, body, len(body))
 
 
 async def _free(ctx: Context, q: dict[str, str]) -> Response:

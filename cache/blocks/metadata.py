@@ -93,6 +93,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
             self._buckets.clear()
             return
         self._meta.pop((bucket, key))
+        if not key:  # the bucket itself changed (deleted): whether it exists is asked again
+            self._buckets.pop(bucket)
         if self._lists:
             for entry in [k for k in self._lists if k[0] == bucket]:
                 self._lists.pop(entry)
@@ -190,8 +192,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         if meta is not None and index is None and not meta.checksums_known:
             meta = None  # a HEAD answers checksums: the shared copy came from a ranged GET that had none
         if meta is None:
-            meta = await self._ask_origin(bucket, key, index, whole, routed)
-            if self.registry is not None and generation == self._generation:
+            meta, owner_shared = await self._ask_origin(bucket, key, index, whole, routed)
+            if self.registry is not None and not owner_shared and generation == self._generation:
                 await self.registry.put_meta(bucket, meta, self.metadata_ttl_s, shared)
         if generation == self._generation:  # no write was invalidated meanwhile: safe to remember
             self._remember(bucket, key, meta)
@@ -207,11 +209,15 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         self._meta.put((bucket, key), (expiry, meta))
         self._buckets.put(bucket, expiry)  # an object of it was just read: the bucket exists
 
-    async def _ask_origin(self, bucket: str, key: str, index: int | None, whole: bool, routed: bool) -> ObjectMeta:
+    async def _ask_origin(
+        self, bucket: str, key: str, index: int | None, whole: bool, routed: bool,
+    ) -> tuple[ObjectMeta, bool]:
+        """The metadata from the origin, and whether the block's owner asked it (and so has shared it already: no
+        second Redis write on the way of a cold read)."""
         if index is not None and routed:
             meta = await self.reader.cold_meta(bucket, key, index, whole)  # the block's owner makes the one request
             if meta is not None:
-                return meta
+                return meta, True
         if index is not None:
             start = index * self.reader.block_size
             try:
@@ -221,8 +227,8 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
                     raise  # NoSuchKey, AccessDenied...: the client's answer, as a HEAD would have given it
             else:
                 self.reader.adopt(bucket, meta, index, body)  # an empty object has no block: it is dropped
-                return meta
-        return await self.origin.head_object(bucket, key)  # an empty object, or a start past the end
+                return meta, False
+        return await self.origin.head_object(bucket, key), False  # an empty object, or a start past the end
 
     async def list_objects(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
         if self.list_ttl_s <= 0:
@@ -232,8 +238,10 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         hit = self._lists.get(ident)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         page = await self.origin.list_objects(bucket, prefix, delimiter, marker, max_keys)
-        self._lists.put(ident, (now + self.list_ttl_s, page))
+        if generation == self._generation:  # no write was invalidated meanwhile: the page cannot be older than it
+            self._lists.put(ident, (now + self.list_ttl_s, page))
         return page
 
     # ---- writes: through to the under storage, then invalidate ---------------------------------
@@ -289,6 +297,7 @@ class CachedStore(DelegatedMultipart):  # the multipart calls go to the origin; 
         await self.origin.delete_bucket(bucket)
         for ident in [k for k in self._meta if k[0] == bucket]:
             self._meta.pop(ident)
+        await self.invalidate(bucket, "")  # the bucket itself (key ""): its listings and known existence, everywhere
 
     # ---- everything else passes through --------------------------------------------------------
 

@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import hashlib
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ log = logging.getLogger("s3cache.reader")
 Fetch = Callable[[str, str, str, int, int], AsyncIterator[bytes]]  # bucket, key, etag, start, end
 _SEQUENTIAL_TRACKED = 4096
 _FILL_PIECE_BYTES = 256 << 10  # a reader of a block being filled takes it in pieces this big (or what is left)
+# A peer is hinted to warm a block once in this long: every reader of a hot object steps through the same window,
+# and one hint per reader per block (64 readers x 16 blocks ahead) is a storm that starves the peer it warms.
+_HINT_AGAIN_S = 10.0
+_HANDED_BYTES = 8 << 20  # small objects' bytes kept between a cold open and the read that asked for them
 
 
 @dataclass
@@ -118,6 +123,9 @@ class BlockReader:
         self.peer_copy_after_reads = peer_copy_after_reads
         self._peer_block_reads: Bounded[str, int] = Bounded(_SEQUENTIAL_TRACKED)  # block id -> reads from peers
         self._fills: dict[str, Fill] = {}
+        self._hinted: Bounded[str, float] = Bounded(_SEQUENTIAL_TRACKED)  # block id -> when its owner was hinted
+        # block id -> a small object's bytes its owner sent with a cold open: read once, by the read that asked
+        self._handed: Bounded[str, bytes] = Bounded(_SEQUENTIAL_TRACKED, weigh=len, max_weight=_HANDED_BYTES)
         self._fill_slots = asyncio.Semaphore(max_fills)
         # where a sequential reader left off, and the read-ahead window it has earned
         self._next_offset: Bounded[tuple[str, str, str], tuple[int, int]] = Bounded(_SEQUENTIAL_TRACKED)
@@ -214,13 +222,16 @@ class BlockReader:
             self._fills.pop(bid, None)
 
     def _prefetch(self, bucket: str, meta: ObjectMeta, first: int, last: int) -> None:
+        now = time.monotonic()
         for index in range(first, last + 1):
             bid = block_id(bucket, meta.key, meta.etag, index, self.block_size)
             if bid in self.blocks or bid in self._fills:
                 continue
             if self.cluster is None:
                 self._fill(bucket, meta, index)
-            else:  # only the block's owner may fetch it from the origin: ask it to warm up instead
+            elif (hinted := self._hinted.get(bid)) is None or now - hinted >= _HINT_AGAIN_S:
+                # only the block's owner may fetch it from the origin: ask it to warm up instead, once
+                self._hinted.put(bid, now)
                 task = asyncio.create_task(self._prefetch_routed(bucket, meta, index, bid))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
@@ -240,13 +251,17 @@ class BlockReader:
 
     async def cold_meta(self, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta | None:
         """In a cluster, a cold read's one origin request is made by the owner of the block it starts in: ask it to
-        open the object (it fetches that block, and answers the metadata that came with it). None: this worker
-        is the one to ask the origin (it owns the block, or no peer could be asked)."""
+        open the object (it fetches that block, and answers the metadata that came with it, and a small object's
+        bytes, kept for the read that asked). None: this worker is the one to ask the origin (it owns the block, or
+        no peer could be asked)."""
         if self.cluster is None or self.peers is None:
             return None
         for target in await self.cluster.route("", placement_id(bucket, key, index)):
             try:
-                return await self.peers.open_meta(self.cluster.url_of(target), bucket, key, index, whole)
+                meta, data = await self.peers.open_meta(self.cluster.url_of(target), bucket, key, index, whole)
+                if data is not None and meta.size <= self.block_size:
+                    self._handed.put(block_id(bucket, key, meta.etag, 0, self.block_size), data)
+                return meta
             except (PeerUnavailable, KeyError) as exc:
                 log.warning("peer %s skipped for a cold open of %s/%s: %s", target, bucket, key, exc)
                 self.cluster.suspect(target)
@@ -259,6 +274,11 @@ class BlockReader:
             self._fill(bucket, meta, index)
 
     # ---- reads ---------------------------------------------------------------------------------
+
+    async def read_here(self, bucket: str, meta: ObjectMeta, size: int) -> bytes:
+        """The first size bytes of a small object (one block), from here (cache or origin): sent to a peer with the
+        metadata of a cold open."""
+        return b"".join([piece async for piece in self.local_block(bucket, meta, 0, 0, size, size)])
 
     async def local_block(
         self, bucket: str, meta: ObjectMeta, index: int, lo: int, hi: int, chunk_bytes: int
@@ -306,6 +326,11 @@ class BlockReader:
                 return
             except (KeyError, BlockCorrupt):
                 pass  # evicted or corrupt meanwhile: fetch what is still owed
+        if routed and (handed := self._handed.pop(bid)) is not None:  # came with the cold open, from its owner
+            if (record := served.get()) is not None:
+                record.peer += 1
+            yield handed[lo:hi]
+            return
         copying = False  # a local copy of a peer's block is being made: read from it below, served by the peer
         if routed and self.cluster is not None and self.peers is not None and bid not in self._fills:
             route = await self.cluster.route(bid, placement_id(bucket, meta.key, index))  # none: fill it here

@@ -6,8 +6,11 @@ method, the path, the whole sorted query and an expiry a few seconds ahead, sent
 until it expires):
 ``GET <peer>/_s3cache/peer/block?b=&k=&e=&s=&i=&lo=&hi=``: the peer serves bytes [lo, hi) of block i of the
 object version (bucket b, key k, ETag e, size s) from its own cache, filling it from the origin if it must;
-``GET <peer>/_s3cache/peer/meta?b=&k=&i=&w=``: a cold open, the peer (the owner of block i) opens the object with
-one origin request for that block and answers the metadata as JSON. A peer never forwards either again.
+``GET <peer>/_s3cache/peer/meta?b=&k=&i=&w=&d=1``: a cold open, the peer (the owner of block i) opens the object with
+one origin request for that block and answers the metadata as JSON; for a whole read (w=1) of an object of at most
+SMALL_OBJECT_BYTES the object's bytes follow the JSON (``x-s3cache-meta-bytes`` says where it ends), so a cold small
+object costs one peer hop, not two (d=1: the asking worker takes them; a worker that does not send it gets JSON
+alone). A peer never forwards either again.
 aiohttp's client is used for this hop: measured here it costs several times less per
 request than httpx's (benchmarks/peer_hop.py).
 """
@@ -38,6 +41,8 @@ PEER_PATH = "/_s3cache/peer/block"
 META_PATH = "/_s3cache/peer/meta"  # a cold open: the owner of block i opens the object and answers its metadata
 FREE_PATH = "/_s3cache/peer/free"  # `s3cache free`: drop a prefix's blocks here and from the placement map
 _CHUNK_BYTES = 1 << 20
+META_BYTES_HEADER = "x-s3cache-meta-bytes"
+SMALL_OBJECT_BYTES = 256 << 10  # a cold open's answer carries the bytes of an object this small (one block)
 
 
 def _signature(secret: str, method: str, path: str, query: Iterable[tuple[str, str]], expires: str) -> str:
@@ -157,33 +162,43 @@ class Peers:
                         code = "PreconditionFailed" if resp.status == 412 else "NoSuchKey"
                         raise S3Error(code, extra={"Key": meta.key})
                     raise PeerUnavailable(f"{url} answered {resp.status}: {body[:200]!r}")
-                chunks = resp.content.iter_chunked(_CHUNK_BYTES)
+                # each piece as it came off the socket (iter_chunked would join them into a copy first), the whole
+                # read bounded by the peer timeout
+                chunks = resp.content.iter_chunks()
                 while True:
                     began = loop.time()
                     async with asyncio.timeout(left):
-                        chunk = await anext(chunks, None)
+                        piece = await anext(chunks, None)
                     left -= loop.time() - began
-                    if chunk is None:
+                    if piece is None:
                         return
+                    chunk = piece[0]
                     yield chunk
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise PeerUnavailable(f"{url}: {type(exc).__name__}: {str(exc) or f'not done in {self.timeout_s}s'}") from None
 
-    async def open_meta(self, url: str, bucket: str, key: str, index: int, whole: bool) -> ObjectMeta:
+    async def open_meta(self, url: str, bucket: str, key: str, index: int, whole: bool) -> tuple[ObjectMeta, bytes | None]:
         """Ask the owner of block index of bucket/key to open it cold: it fetches that block from the origin (or
-        knows the object already) and answers the metadata; the bytes are read from it next, as any block's."""
-        query = {"b": bucket, "k": key, "i": index, "w": int(whole), "bs": self.block_size}
+        knows the object already) and answers the metadata, with the object's bytes when it is small and read whole
+        (else None: the bytes are read from it next, as any block's)."""
+        query = {"b": bucket, "k": key, "i": index, "w": int(whole), "bs": self.block_size, "d": 1}
         try:
             async with await self._get(url, META_PATH, query) as resp:
                 body = await resp.read()
                 status = resp.status
+                split = resp.headers.get(META_BYTES_HEADER, "")
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             raise PeerUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
         if status == 200:
+            end = int(split) if split.isdigit() and int(split) <= len(body) else len(body)
             try:
-                return ObjectMeta.from_json(body)
+                meta = ObjectMeta.from_json(body[:end])
             except (ValueError, TypeError) as exc:
                 raise PeerUnavailable(f"{url} answered unreadable metadata: {exc}") from None
+            data = body[end:] if split else None
+            if data is not None and len(data) != meta.size:
+                raise PeerUnavailable(f"{url} sent {len(data)} bytes of a {meta.size}-byte object")
+            return meta, data
         code = _error_code(body)
         if status < 500 and code in CODES and code != "AccessDenied":  # the object's own answer (NoSuchKey...)
             raise S3Error(code, extra={"Key": key})

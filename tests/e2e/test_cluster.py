@@ -5,6 +5,7 @@ config: issue 4's acceptance, end to end.
   through every worker touch no origin; boto3 reads right through every worker; writes are visible on every
   worker at once; peers need the secret; a capacity-0 gateway serves without holding blocks; a restarted
   Redis is rejoined; a worker killed with SIGKILL costs nothing but refetches of its own blocks.
+- fan-in: 64 cold readers of one object through nginx, the origin 20 ms away: one origin request per block.
 - redirect mode: curl, httpx and s3fs follow a 307 to the holder; tokens cannot be tampered with; writes and
   bucket calls are never redirected.
 - auto mode: boto3 is proxied, never redirected; s3fs (aiobotocore) is redirected.
@@ -113,6 +114,7 @@ class Rig:
     etags: dict[str, str]
     workers: dict[str, Worker] = field(default_factory=dict)
     nginx: Nginx | None = None
+    worker_env: dict[str, str] = field(default_factory=lambda: dict(WORKER_ENV))
     placed: dict[str, str] = field(default_factory=dict)  # block id -> what it is placed by
 
     @property
@@ -126,7 +128,7 @@ class Rig:
         args = ["--data", str(workdir / "data"), "--origin", self.origin.url, "--cache-dir", str(workdir / "blocks"),
                 "--block-size", "1M", "--cache-capacity", "256M", "--redis", redis_url or self.redis.url,
                 "--cluster-secret", SECRET, "--worker-id", worker_id, "--data-path", self.mode, *extra]
-        return Worker(args, workdir, env=dict(WORKER_ENV))
+        return Worker(args, workdir, env=dict(self.worker_env))
 
     def url(self, worker_id: str) -> str:
         return self.workers[worker_id].url
@@ -209,11 +211,11 @@ def start_all(workers: list[Worker]) -> None:
 
 
 def make_rig(tmp_path_factory: pytest.TempPathFactory, origin: Origin, mode: str, objects: dict[str, bytes],
-             with_nginx: bool = False) -> Iterator[Rig]:
+             with_nginx: bool = False, worker_env: dict[str, str] = WORKER_ENV) -> Iterator[Rig]:
     workdir = tmp_path_factory.mktemp(f"cluster-{mode}")
     bucket = f"c-{mode}-{uuid.uuid4().hex[:8]}"
     etags = origin.seed(bucket, objects)
-    rig = Rig(origin, RedisServer(workdir), workdir, mode, bucket, objects, etags)
+    rig = Rig(origin, RedisServer(workdir), workdir, mode, bucket, objects, etags, worker_env=dict(worker_env))
     try:
         rig.redis.start()
         rig.workers = {wid: rig.worker(wid) for wid in IDS}
@@ -224,6 +226,21 @@ def make_rig(tmp_path_factory: pytest.TempPathFactory, origin: Origin, mode: str
         yield rig
     finally:
         rig.stop()
+
+
+def read_at_once(url: str, readers: int) -> list[str]:
+    """GET url with that many clients at once (each its own connection, released together): each body's digest."""
+    barrier = threading.Barrier(readers)
+
+    def client(_: int) -> str:
+        with httpx.Client(timeout=120) as http:
+            barrier.wait()
+            r = http.get(url)
+        assert r.status_code == 200, r.text[:300]
+        return digest(r.content)
+
+    with concurrent.futures.ThreadPoolExecutor(readers) as pool:
+        return list(pool.map(client, range(readers)))
 
 
 def read_all(rig: Rig, worker_id: str, key: str) -> None:
@@ -255,18 +272,7 @@ class TestProxyMode:
         assert rig.nginx is not None
         url = f"{rig.nginx.url}/{rig.bucket}/{key}"
         rig.counting.reset()
-        barrier = threading.Barrier(32)
-
-        def client(_: int) -> str:
-            with httpx.Client(timeout=60) as http:
-                barrier.wait()
-                r = http.get(url)
-            assert r.status_code == 200, r.text[:300]
-            return digest(r.content)
-
-        with concurrent.futures.ThreadPoolExecutor(32) as pool:
-            digests = list(pool.map(client, range(32)))
-        assert digests == [digest(rig.objects[key])] * 32
+        assert read_at_once(url, 32) == [digest(rig.objects[key])] * 32
         time.sleep(0.3)  # a late duplicate fetch would show up here
         gets = rig.counting.object_gets(f"/{rig.bucket}/{key}")
         # A GET without a range is the cold read of the whole object, cut after block 0.
@@ -289,19 +295,28 @@ class TestProxyMode:
         owner makes the one origin request, a GET whose answer brings the metadata with the bytes."""
         rig = proxy_rig
         keys = [f"tiny/{n}" for n in range(9)]
+
+        def peer_block_reads() -> float:
+            return sum(scrape(rig.url(wid)).get(("s3cache_peer_block_reads_total", ()), 0.0) for wid in IDS)
+
         rig.counting.reset()
+        before = peer_block_reads()
         for n, key in enumerate(keys):
             read_all(rig, IDS[n % 3], key)  # each worker receives three of them, owned wherever HRW says
         seen = [(s.method, s.path) for s in rig.counting.requests()]
         assert sorted(seen) == sorted(("GET", f"/{rig.bucket}/{key}") for key in keys)
         owners = {rig.owner(rig.blocks(key)[0]) for key in keys}
         assert len(owners) > 1, "the keys must be owned by more than one worker to show the routing"
+        assert any(rig.owner(rig.blocks(key)[0]) != IDS[n % 3] for n, key in enumerate(keys))
+        # through a non-owner the bytes came with the owner's answer to the cold open: no second peer request
+        assert peer_block_reads() == before
         for key in keys:
             assert rig.wait_published(key) == {rig.blocks(key)[0]: {rig.owner(rig.blocks(key)[0])}}
         rig.counting.reset()
         for n, key in enumerate(keys):
             read_all(rig, IDS[(n + 1) % 3], key)
         assert rig.counting.requests() == [], "warm through another worker: no origin request at all"
+        assert peer_block_reads() > before, "warm through a non-holder: a peer block read"
 
     def test_warm_reads_through_every_worker_touch_no_origin(self, proxy_rig: Rig) -> None:
         rig, key = proxy_rig, "cold-12m"
@@ -540,6 +555,44 @@ class TestProxyMode:
             for _ in range(3):  # round robin reaches the dead upstream: nginx moves on to the next
                 r = httpx.get(f"{rig.nginx.url}/{rig.bucket}/{key}", timeout=30)
                 assert r.status_code == 200 and digest(r.content) == digest(data)
+
+
+# =================================================================================================
+# fan-in: many cold readers of one object at once
+# =================================================================================================
+
+
+@pytest.fixture(scope="class")
+def fanin_rig(tmp_path_factory: pytest.TempPathFactory, origin: Origin) -> Iterator[Rig]:
+    """The default heartbeat TTL: 64 streams on two shared cores may delay a worker's heartbeat past the short one
+    the membership tests use, and a worker taken for gone has its blocks fetched by the others, as it must."""
+    yield from make_rig(tmp_path_factory, origin, "proxy", {"fanin": os.urandom(24 * MiB + 4321)}, with_nginx=True,
+                        worker_env=ORIGIN_CREDS)
+
+
+class TestFanIn:
+    def test_64_cold_readers_of_a_remote_origin_cost_one_origin_request_per_block(self, fanin_rig: Rig) -> None:
+        """64 readers at once through nginx, an origin 20 ms away: every reader's read-ahead walks the same blocks,
+        and each worker hints a block's owner once, so no owner is swamped into peer timeouts that would send
+        the blocks to the origin a second time."""
+        rig, key = fanin_rig, "fanin"
+        assert rig.nginx is not None
+        url, readers = f"{rig.nginx.url}/{rig.bucket}/{key}", 64
+        skipped_before = sum(w.log().count(" skipped for ") for w in rig.workers.values())
+        rig.counting.reset()
+        rig.counting.latency_s = 0.02
+        try:
+            digests = read_at_once(url, readers)
+        finally:
+            rig.counting.latency_s = 0.0
+        assert digests == [digest(rig.objects[key])] * readers
+        time.sleep(0.3)  # a late duplicate fetch would show up here
+        spans = [rig.span(key, i) for i in range(len(rig.blocks(key)))]
+        gets = rig.counting.object_gets(f"/{rig.bucket}/{key}")
+        # the whole-object cold read (no Range) is cut after block 0
+        assert sorted(g.range or spans[0] for g in gets) == sorted(spans), \
+            f"{len(gets)} origin GETs for {len(spans)} blocks\n{rig.diagnostics()}"
+        assert sum(w.log().count(" skipped for ") for w in rig.workers.values()) == skipped_before, rig.diagnostics()
 
 
 # =================================================================================================

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 
 from cache.blocks.reader import block_id
@@ -121,14 +122,13 @@ def test_head_bucket_of_a_known_bucket_asks_no_origin(cached: Worker, counting: 
 def test_a_listing_cache_is_invalidated_by_a_write_through_any_worker(
         counting: CountingProxy, origin_s3: Any, origin_bucket: str, start_worker: StartWorker,
         tmp_path: Path) -> None:
-    """With cache.list_ttl_s on, listings are answered from memory; a write through any worker of the cluster
-    drops the bucket's cached listings on every worker before it is answered."""
+    """At the defaults listings are answered from memory (cache.list_ttl_s, 60 s); a write through any worker of the
+    cluster drops the bucket's cached listings on every worker before it is answered."""
     redis = RedisServer(tmp_path).start()
     try:
         cluster = ["--redis", redis.url, "--cluster-secret", "s3kr1t"]
-        env = {"S3CACHE_CACHE_LIST_TTL_S": "300"}
-        first = start_worker(counting.url, *cluster, "--worker-id", "a", env=env)
-        second = start_worker(counting.url, *cluster, "--worker-id", "b", env=env)
+        first = start_worker(counting.url, *cluster, "--worker-id", "a")
+        second = start_worker(counting.url, *cluster, "--worker-id", "b")
         _wait_until_both_see_both([first, second])
         one, two = make_client(first.url), make_client(second.url)
         origin_s3.put_object(Bucket=origin_bucket, Key="listed/a", Body=b"a")
@@ -146,6 +146,84 @@ def test_a_listing_cache_is_invalidated_by_a_write_through_any_worker(
         assert keys(two) == keys(one) == ["listed/b"]
     finally:
         redis.stop()
+
+
+class _Triton:
+    """Triton's S3 filesystem calls for one bucket over boto3 (tests/clients/test_triton.py replays them against a
+    cluster, call for call): a HeadBucket before every folder check, ListObjectsV2 by prefix without a delimiter,
+    HeadObject for a file's existence and time, whole-object GETs."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+        self.calls: list[str] = []
+        s3.meta.events.register("before-call.s3", lambda model, **_: self.calls.append(model.name))
+
+    def is_directory(self, prefix: str) -> bool:
+        self.s3.head_bucket(Bucket=self.bucket)
+        return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix + "/").get("Contents"))
+
+    def contents(self, prefix: str) -> set[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix + "/").get("Contents", [])
+        return {o["Key"][len(prefix) + 1:].split("/", 1)[0] for o in listed}
+
+    def read(self, key: str) -> bytes:
+        if not self.is_directory(key):
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def load(self, repo: str) -> dict[str, bytes]:
+        """The model repository manager: each model's config checked, dated and read, then every file localized."""
+        loaded: dict[str, bytes] = {}
+        for model in sorted(m for m in self.contents(repo) if self.is_directory(f"{repo}/{m}")):
+            self.read(f"{repo}/{model}/config.pbtxt")
+            pending = {f"{repo}/{model}/{item}" for item in self.contents(f"{repo}/{model}")}
+            while pending:
+                path = pending.pop()
+                if self.is_directory(path):
+                    pending |= {f"{path}/{item}" for item in self.contents(path)}
+                else:
+                    loaded[path[len(repo) + 1:]] = self.read(path)
+        return loaded
+
+
+def test_a_warm_triton_repository_load_asks_the_origin_nothing(
+        counting: CountingProxy, origin_s3: Any, origin_bucket: str, start_worker: StartWorker) -> None:
+    """A model repository loaded with Triton's call pattern through a worker at its defaults: listings asked again
+    during the cold load are answered from memory (cache.list_ttl_s), and the warm load asks the origin nothing."""
+    files = {"resnet/config.pbtxt": b'name: "resnet"', "resnet/1/model.onnx": os.urandom(BLOCK + 4321),
+             "resnet/labels.txt": b"cat\ndog\n", "bert/config.pbtxt": b'name: "bert"', "bert/1/model.py": b"pass\n",
+             "bert/1/assets/vocab.txt": os.urandom(70_000), "ensemble/config.pbtxt": b'name: "ensemble"'}
+    for path, data in files.items():
+        origin_s3.put_object(Bucket=origin_bucket, Key=f"models/{path}", Body=data)
+    worker = start_worker(counting.url, metadata_ttl=60.0)  # the default TTL (the module's workers trust 2 s)
+    counting.reset()
+    triton = _Triton(make_client(worker.url), origin_bucket)
+    assert triton.load("models") == files
+    listed = [s for s in seen_under(counting, origin_bucket) if s.method == "GET" and s.path == f"/{origin_bucket}"]
+    assert 0 < len(listed) < triton.calls.count("ListObjectsV2"), "a listing asked again is answered from memory"
+    counting.reset()
+    triton = _Triton(make_client(worker.url), origin_bucket)
+    assert triton.load("models") == files
+    assert {"HeadBucket", "ListObjectsV2", "HeadObject", "GetObject"} == set(triton.calls)
+    assert counting.requests() == [], "a warm load asks the origin nothing"
+
+
+def test_a_deleted_bucket_is_not_listed_or_headed_from_memory(
+        cached: Worker, counting: CountingProxy, origin_s3: Any) -> None:
+    """Its cached listing pages and known existence go with it: the next listing and HeadBucket are the origin's
+    NoSuchBucket, not a cached empty page."""
+    s3, name = make_client(cached.url), f"gone-{os.urandom(6).hex()}"
+    origin_s3.create_bucket(Bucket=name)
+    assert s3.head_bucket(Bucket=name)["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
+    counting.reset()
+    assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
+    assert counting.requests() == [], "the listing and the bucket are known"
+    s3.delete_bucket(Bucket=name)
+    for call in (lambda: s3.list_objects_v2(Bucket=name), lambda: s3.head_bucket(Bucket=name)):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
 def test_a_block_read_from_peers_again_and_again_is_copied_locally(

@@ -459,3 +459,48 @@ def test_random_single_block_reads_trigger_no_read_ahead(tmp_path: Path) -> None
 
     run(go)
     assert set(origin.starts()) == {i * BS for i in wanted} and all(c == 1 for c in origin.starts().values())
+
+
+class _Peer:
+    """Another worker that owns every block: route() always names it, read_block() serves from the origin's bytes
+    and records each request (lo == hi: a hint to warm the block)."""
+
+    def __init__(self, origin: Origin, meta: ObjectMeta) -> None:
+        self.data = origin.objects[(BUCKET, meta.key, meta.etag)]
+        self.requests: list[tuple[int, int, int]] = []  # (block index, lo, hi)
+
+    async def route(self, bid: str, placed_by: str) -> list[str]:
+        await asyncio.sleep(0)
+        return ["peer"]
+
+    def url_of(self, worker_id: str) -> str:
+        return f"http://{worker_id}"
+
+    def suspect(self, worker_id: str) -> None:
+        raise AssertionError("the peer never fails here")
+
+    async def read_block(self, url: str, bucket: str, meta: ObjectMeta, index: int, lo: int,
+                         hi: int) -> AsyncIterator[bytes]:
+        self.requests.append((index, lo, hi))
+        await asyncio.sleep(0)
+        if hi > lo:
+            yield self.data[index * BS + lo:index * BS + hi]
+
+
+def test_many_sequential_readers_hint_each_blocks_owner_once(tmp_path: Path) -> None:
+    """In a cluster read-ahead asks a block's owner to warm it: once per block, however many readers walk the same
+    window (one hint per reader per block swamped the owners of a hot object)."""
+    origin = Origin()
+    data = payload(20 * BS, 9)
+    meta = origin.put(data)
+    peer = _Peer(origin, meta)
+    reader = BlockReader(BlockStore(tmp_path / "blocks", 1 << 30), BS, origin.fetch, readahead_blocks=2,
+                         readahead_max_blocks=8, cluster=cast(Any, peer), peers=cast(Any, peer))
+
+    async def go() -> list[bytes]:
+        return await asyncio.gather(*(read(reader, meta, 0, len(data), BS) for _ in range(8)))
+
+    assert run(go) == [data] * 8
+    hints = Counter(index for index, lo, hi in peer.requests if lo == hi)
+    assert set(hints) == set(range(1, 20)) and set(hints.values()) == {1}, hints
+    assert origin.calls == [], "only the owner fetches from the origin"

@@ -441,3 +441,38 @@ def test_one_invalidation_by_origin_name_reaches_every_mount_of_the_object(tmp_p
     run(go())
     assert ns.origin_name("data", "d/x") == ("origin-bkt", "pre/d/x")
     assert ns.origin_name("raw", "x") == ("origin-bkt", "x")
+
+
+def test_a_listing_that_raced_a_write_is_not_kept(tmp_path: Path) -> None:
+    """An invalidation that arrives while a listing is on its way to the origin means the page may predate the write:
+    it answers the listing that asked, and is not cached for the next ones."""
+    default = origin()
+    reader = BlockReader(BlockStore(tmp_path / "blocks", 1 << 20), 1 << 20, default.read_range)
+    cached = CachedStore(default, reader, metadata_ttl_s=60, list_ttl_s=60)
+    answer = default.list_objects
+    gate = asyncio.Event()
+
+    async def slow_list(bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> ListPage:
+        await gate.wait()
+        return await answer(bucket, prefix, delimiter, marker, max_keys)
+
+    def listings() -> int:
+        return len([c for c in default.calls if c[0] == "list_objects"])
+
+    async def go() -> None:
+        gate.set()
+        await cached.list_objects("origin-bkt", "", "", "", 10)
+        await cached.list_objects("origin-bkt", "", "", "", 10)
+        assert listings() == 1  # the second from memory
+        cached.forget("origin-bkt", "new-key")  # a write: the bucket's pages are dropped
+        gate.clear()
+        racing = asyncio.ensure_future(cached.list_objects("origin-bkt", "", "", "", 10))
+        await asyncio.sleep(0.01)  # the listing is on its way to the origin
+        cached.forget("origin-bkt", "newer-key")  # another write lands meanwhile
+        gate.set()
+        await racing
+        await cached.list_objects("origin-bkt", "", "", "", 10)
+        assert listings() == 3
+
+    default.list_objects = slow_list  # type: ignore[method-assign]
+    run(go())
