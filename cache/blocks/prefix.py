@@ -28,7 +28,7 @@ async def cached(reader: BlockReader, bucket: str, key: str, etag: str, size: in
         return True
     if reader.cluster is None:
         return False
-    holders = await reader.cluster.registry.holders(elsewhere)
+    holders = await reader.cluster.registry.holders(elsewhere, fresh=True)  # not a moment-old "nobody"
     return all(holders.get(bid) for bid in elsewhere)
 
 

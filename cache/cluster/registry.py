@@ -318,13 +318,14 @@ class Registry:
         except ERRORS as exc:
             self.down("placement update", exc)  # republished in full on reconnect
 
-    async def holders(self, block_ids: list[str]) -> dict[str, list[str]]:
-        """Live workers holding each block (cached for a moment; empty when Redis is away)."""
+    async def holders(self, block_ids: list[str], fresh: bool = False) -> dict[str, list[str]]:
+        """Live workers holding each block (cached for a moment; empty when Redis is away). fresh: ask Redis
+        whatever is cached (a read's routing may take a moment-old answer; `load`'s "is it cached yet" may not)."""
         now = time.monotonic()
         found: dict[str, list[str]] = {}
         missing = []
         for block in block_ids:
-            hit = self._holders.get(block)
+            hit = None if fresh else self._holders.get(block)
             if hit is not None and hit[0] > now:
                 found[block] = hit[1]
             else:
