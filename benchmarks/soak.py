@@ -42,7 +42,7 @@ from benchmarks.soak_objects import BUCKET, SMALL_BYTES, large_key, small_key
 from benchmarks.suite.moto_server import RangedMoto
 from rig.cluster import WORKER_IDS, Cluster
 from rig.origin import ProxyProcess
-from rig.processes import ROOT, sigterm_raises
+from rig.processes import ROOT, scrape, sigterm_raises
 from rig.redis import RedisServer
 from rig.report import MiB, header, parse_size, proc_status
 
@@ -62,17 +62,19 @@ class Sample:
     p99_ms: float
     rss: dict[str, int]  # worker id -> bytes
     fds: dict[str, int]
+    blocks: dict[str, int]  # blocks each worker's cache holds: its index (and RSS) grows with them
     failures: dict[str, int]
 
 
-def workers_now(rig: Cluster) -> tuple[dict[str, int], dict[str, int]]:
-    """Each worker's resident memory (VmRSS) and open file descriptors, from /proc/<pid>."""
-    rss, fds = {}, {}
+def workers_now(rig: Cluster) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Each worker's resident memory (VmRSS) and open file descriptors, from /proc/<pid>, and the blocks it holds."""
+    rss, fds, blocks = {}, {}, {}
     for wid, worker in rig.workers.items():
         assert worker.proc is not None
         rss[wid] = proc_status(worker.proc.pid)["VmRSS"]
         fds[wid] = len(os.listdir(f"/proc/{worker.proc.pid}/fd"))
-    return rss, fds
+        blocks[wid] = int(scrape(worker.url)[("s3cache_cache_blocks", ())])
+    return rss, fds, blocks
 
 
 def seed(url: str, small: int, large: int, large_bytes: int) -> None:
@@ -91,8 +93,8 @@ def run_load(rig: Cluster, args: argparse.Namespace, large_bytes: int) -> tuple[
            "--users", str(args.users), "--sample-s", str(args.sample_s), "--small", str(args.small),
            "--large", str(args.large), "--large-bytes", str(large_bytes)]
     started = time.time()
-    rss, fds = workers_now(rig)
-    samples = [Sample(0.0, 0, 0, 0.0, 0.0, rss, fds, {})]
+    rss, fds, blocks = workers_now(rig)
+    samples = [Sample(0.0, 0, 0, 0.0, 0.0, rss, fds, blocks, {})]
     overall: dict[str, Any] = {}
     load = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -102,12 +104,13 @@ def run_load(rig: Cluster, args: argparse.Namespace, large_bytes: int) -> tuple[
             if window.get("final"):
                 overall = window
                 continue
-            rss, fds = workers_now(rig)
+            rss, fds, blocks = workers_now(rig)
             samples.append(Sample(window["time"] - started, window["requests"], window["errors"], window["p50_ms"],
-                                  window["p99_ms"], rss, fds, window["failures"]))
+                                  window["p99_ms"], rss, fds, blocks, window["failures"]))
             print(f"{samples[-1].elapsed_s:7.0f} s  {window['requests']:6d} requests  {window['errors']:3d} errors  "
                   f"p50 {window['p50_ms']:6.1f} ms  p99 {window['p99_ms']:7.1f} ms  RSS MiB "
-                  f"{' '.join(f'{v / MiB:.0f}' for v in rss.values())}  fds {' '.join(map(str, fds.values()))}",
+                  f"{' '.join(f'{v / MiB:.0f}' for v in rss.values())}  fds {' '.join(map(str, fds.values()))}  "
+                  f"blocks {' '.join(map(str, blocks.values()))}",
                   flush=True)
     finally:
         load.terminate()
@@ -147,23 +150,24 @@ def report(samples: list[Sample], overall: dict[str, Any], args: argparse.Namesp
         "| requests | errors | error rate | p50 | p99 | req/s |", "|---|---|---|---|---|---|",
         f"| {requests} | {errors} | {errors / requests if requests else 0:.4%} | {overall.get('p50_ms', 0):.1f} ms | "
         f"{overall.get('p99_ms', 0):.1f} ms | {requests / end.elapsed_s if end.elapsed_s else 0:.0f} |", "",
-        "| worker RSS MiB (w0 / w1 / w2) | open fds (w0 / w1 / w2) | at |", "|---|---|---|",
-        f"| {_mib(start.rss)} | {_count(start.fds)} | start |",
-        f"| {_mib(warm.rss)} | {_count(warm.fds)} | {warm.elapsed_s:.0f} s |",
-        f"| {_mib(half.rss)} | {_count(half.fds)} | {half.elapsed_s:.0f} s |",
-        f"| {_mib(end.rss)} | {_count(end.fds)} | {end.elapsed_s:.0f} s (end) |", "",
+        "| worker RSS MiB (w0 / w1 / w2) | open fds (w0 / w1 / w2) | cached blocks (w0 / w1 / w2) | at |",
+        "|---|---|---|---|",
+        f"| {_mib(start.rss)} | {_count(start.fds)} | {_count(start.blocks)} | start |",
+        f"| {_mib(warm.rss)} | {_count(warm.fds)} | {_count(warm.blocks)} | {warm.elapsed_s:.0f} s |",
+        f"| {_mib(half.rss)} | {_count(half.fds)} | {_count(half.blocks)} | {half.elapsed_s:.0f} s |",
+        f"| {_mib(end.rss)} | {_count(end.fds)} | {_count(end.blocks)} | {end.elapsed_s:.0f} s (end) |", "",
         f"RSS growth over the second half: {_mib({w: end.rss[w] - half.rss[w] for w in WORKER_IDS})} MiB; "
         f"since warm-up: {_mib({w: end.rss[w] - warm.rss[w] for w in WORKER_IDS})} MiB.", "",
         "Failures by kind: " + (", ".join(f"{k}: {v}" for k, v in sorted(failures.items())) or "none"), "",
         f"![soak]({plot.name})", "",
-        "| elapsed | requests | errors | p50 ms | p99 ms | RSS MiB w0 / w1 / w2 | fds w0 / w1 / w2 |",
-        "|---|---|---|---|---|---|---|"]
+        "| elapsed | requests | errors | p50 ms | p99 ms | RSS MiB w0 / w1 / w2 | fds w0 / w1 / w2 | blocks w0 / w1 / w2 |",
+        "|---|---|---|---|---|---|---|---|"]
     shown = -TABLE_EVERY_S
     for sample in samples[1:]:
         if sample.elapsed_s - shown >= TABLE_EVERY_S - args.sample_s / 2 or sample is end:
             shown = sample.elapsed_s
             lines.append(f"| {sample.elapsed_s:.0f} s | {sample.requests} | {sample.errors} | {sample.p50_ms:.1f} | "
-                         f"{sample.p99_ms:.1f} | {_mib(sample.rss)} | {_count(sample.fds)} |")
+                         f"{sample.p99_ms:.1f} | {_mib(sample.rss)} | {_count(sample.fds)} | {_count(sample.blocks)} |")
     return "\n".join(lines) + "\n"
 
 
