@@ -58,6 +58,23 @@ def test_a_cold_ranged_read_fetches_the_block_it_starts_in_first(
     assert [s.method for s in seen_under(counting, origin_bucket)].count("HEAD") == 0
 
 
+def test_random_ranged_reads_trigger_no_read_ahead(
+        cached: Worker, counting: CountingProxy, origin_s3: Any, origin_bucket: str) -> None:
+    """A map-style dataset reads small ranges here and there: each costs the block it lies in, and nothing more
+    (read-ahead is for readers that go on where they left off)."""
+    data = os.urandom(6 * BLOCK)
+    origin_s3.put_object(Bucket=origin_bucket, Key="random.bin", Body=data)
+    s3 = make_client(cached.url)
+    counting.reset()
+    order = [4, 1, 5, 2]  # never where the last read ended
+    for index in order:
+        start = index * BLOCK + 1000
+        got = s3.get_object(Bucket=origin_bucket, Key="random.bin", Range=f"bytes={start}-{start + 65535}")
+        assert got["Body"].read() == data[start:start + 65536]
+    time.sleep(0.5)  # a read-ahead fill, had one started, would have reached the origin by now
+    assert blocks_asked(counting, origin_bucket, "random.bin", len(data)) == order  # blocks 0 and 3 never
+
+
 def test_a_whole_cold_get_brings_the_checksums_a_ranged_one_lacks(
         cached: Worker, counting: CountingProxy, origin_s3: Any, origin_bucket: str) -> None:
     """A cold read of a whole object asks the origin for it whole, in checksum mode: its one answer carries the
