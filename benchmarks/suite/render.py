@@ -22,6 +22,7 @@ class RunInfo:
     failures: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    origin_core: int | None = None
 
 
 def _num(value: float, digits: int = 1) -> str:

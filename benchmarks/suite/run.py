@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--origin-mbps", type=float, default=80.0,
                         help="cap on each origin connection's response rate, MB/s of 10^6 bytes (default 80)")
     parser.add_argument("--unthrottled", action="store_true", help="an origin with neither latency nor rate cap")
+    parser.add_argument("--origin-core", type=int, default=None, metavar="N",
+                        help="run the origin (moto and the relay) on CPU N alone and everything else on the other "
+                        "cores, as a remote origin spends none of the cache's CPU (default: all share every core)")
     parser.add_argument("--only", default="", help=f"comma-separated workloads to run (of {','.join(WORKLOADS)})")
 
 
@@ -50,9 +53,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"unknown workloads: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
     began = time.perf_counter()
-    info = RunInfo(profile.name, latency_ms, mbps, machine(), {}, 0.0, {})
+    info = RunInfo(profile.name, latency_ms, mbps, machine(), {}, 0.0, {}, origin_core=args.origin_core)
     rows: list[Row] = []
-    with Stage(latency_s=latency_ms / 1000, rate_bytes_s=mbps * 1e6) as stage:
+    with Stage(latency_s=latency_ms / 1000, rate_bytes_s=mbps * 1e6, origin_core=args.origin_core) as stage:
         nginx = StaticNginx()
         try:
             nginx.start()

@@ -12,6 +12,7 @@ GetObjects (``pool_gets``), the transfer manager (``transfer``), and a static ng
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import shutil
 import tempfile
 import time
@@ -40,6 +41,7 @@ class Stage(Rig):
     """rig.bench.Rig over RangedMoto, seen through a relay with a latency and a per-connection rate cap."""
 
     rate_bytes_s: float = 80e6
+    origin_core: int | None = None  # the one CPU the origin (moto and the relay) runs on; everything else the rest
     origin_server: str = "moto"
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="s3cache-suite-")))
 
@@ -53,6 +55,9 @@ class Stage(Rig):
                                               max_pool_connections=POOL_THREADS))
         self._s3.create_bucket(Bucket=BUCKET)
         self.proxy = ProxyProcess(self._origin.port, self.latency_s, self.rate_bytes_s).start()
+        if self.origin_core is not None:
+            assert self._origin.proc is not None and self.proxy.proc is not None
+            split_cores(self.origin_core, [self._origin.proc.pid, self.proxy.proc.pid])
 
     @property
     def relay(self) -> ProxyProcess:
@@ -74,6 +79,19 @@ class Stage(Rig):
             config.write_text(settings)
             args = ["--config", str(config), *args]
         return self.worker(block_size, capacity, "s3fifo", *args)
+
+
+def split_cores(origin_core: int, origin_pids: list[int]) -> None:
+    """Every thread of the origin's processes on origin_core alone; this process (and so every worker, client and
+    nginx it starts from now on, which inherit it) on the other cores. A remote S3 spends none of the cores the
+    cache and its clients run on; on one shared machine, without this, the origin's own CPU competes with theirs."""
+    others = set(range(os.cpu_count() or 1)) - {origin_core}
+    if not others:
+        raise ValueError(f"--origin-core {origin_core}: no core would be left for the rest")
+    for pid in origin_pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), {origin_core})
+    os.sched_setaffinity(0, others)
 
 
 def s3(endpoint: str, pool: int = POOL_THREADS) -> Any:
