@@ -19,6 +19,29 @@ if TYPE_CHECKING:
     from cache.storage.origin.store import S3Store, Sent
 
 
+class Opened:
+    """A body whose answer has arrived, not read yet: iterating it reads the bytes; ``aclose()`` gives the connection
+    back whether it was read or not. (An async generator never started runs no ``finally`` on ``aclose()``: a cold
+    open whose block turned out cached already would keep its origin connection for good, and once the pool's
+    ``origin.max_connections`` were held so, every origin request would wait for one.)"""
+
+    def __init__(self, body: AsyncIterator[bytes], response: Sent) -> None:
+        self._body = body
+        self._response = response
+
+    def __aiter__(self) -> Opened:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._body.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._body.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self._response.response.aclose()
+
+
 async def resumed(
     store: S3Store, response: Sent, bucket: str, key: str, etag: str, start: int, end: int,
 ) -> AsyncIterator[bytes]:

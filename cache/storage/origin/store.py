@@ -34,7 +34,7 @@ from cache.s3.xml import parse_xml, tagging_document, xml_safe
 from cache.storage.base import Body, DelegatedMultipart, Origin
 from cache.storage.locks import KeyLocks, LocalLocks, conditional_write
 from cache.storage.origin.multipart import Uploads
-from cache.storage.origin.reads import resumed
+from cache.storage.origin.reads import Opened, resumed
 from cache.storage.origin.signing import Signer
 from cache.storage.origin.transport import OriginUnreachable, Response, Transport, make_transport
 from cache.storage.origin.wire import (
@@ -289,7 +289,7 @@ class S3Store(DelegatedMultipart):  # multipart: the S3 calls in cache.storage.o
             await response.response.aclose()
             raise S3Error("InvalidRange", f"The origin {self.endpoint} answered a ranged GET whole")
         # The version this answer is of pins any resumption of its body; past the object's end nothing is owed.
-        return meta, resumed(self, response, bucket, key, meta.etag, start, min(end, meta.size))
+        return meta, Opened(resumed(self, response, bucket, key, meta.etag, start, min(end, meta.size)), response)
 
     async def put_object(
         self, bucket: str, key: str, body: Body, new: NewObject, conditions: WriteConditions, size: int | None = None

@@ -121,3 +121,40 @@ def test_a_cold_whole_read_is_resumed_with_a_range_pinned_to_the_version_it_bega
     assert asyncio.run(go()) == DATA  # cut at the object's end, not the 4096 asked for
     assert [r.headers.get("range") for r in recorder.requests] == [None, "bytes=500-2047"]
     assert recorder.requests[1].headers["if-match"] == ETAG
+
+
+class Watched(httpx.AsyncByteStream):
+    """A body that records whether its response was given back (closed), read or not."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.closed = data, False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["ranged", "whole"])
+def test_a_cold_open_never_read_gives_its_connection_back(whole: bool) -> None:
+    """A cold open whose block proves cached already is closed unread: its answer must still be released, or each
+    such open would hold one of the origin pool's connections for good."""
+    stream = Watched(DATA[:1024])
+    headers = {"etag": ETAG, "content-length": "1024"}
+    if not whole:
+        headers["content-range"] = f"bytes 0-1023/{len(DATA)}"
+    store = make_store(Recorder(lambda request: httpx.Response(200 if whole else 206, stream=stream,
+                                                                headers=headers)))
+
+    async def go() -> None:
+        try:
+            meta, body = await store.open_range("b", "k", 0, 1024, whole)
+            assert meta.etag == ETAG.strip('"')
+            assert not stream.closed
+            await body.aclose()  # type: ignore[attr-defined]
+        finally:
+            await store.aclose()
+
+    asyncio.run(go())
+    assert stream.closed
